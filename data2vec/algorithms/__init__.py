@@ -1,0 +1,1 @@
+"""The self-supervised objectives: targets, losses, the EMA teacher and the models."""

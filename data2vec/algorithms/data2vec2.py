@@ -1,0 +1,171 @@
+"""data2vec 2.0: the student encodes only visible tokens, a conv decoder fills the masked ones,
+and M masked views per sample share one teacher pass (reference section 2)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import torch
+from torch import Tensor, nn
+
+from data2vec.algorithms.ema import EMATeacher
+from data2vec.algorithms.losses import feature_std, regression_loss
+from data2vec.algorithms.targets import make_targets
+from data2vec.config import ModelConfig
+from data2vec.decoders.conv import decoder_input
+from data2vec.masking.common import make_mask_info
+from data2vec.modalities.base import build_modality
+from data2vec.nn.encoder import EncoderOutput, TransformerEncoder
+
+TEACHER_SCOPES = ("all", "context", "blocks")
+
+
+@dataclass
+class PretrainOutput:
+    """loss: scalar to backpropagate; logs: detached floats (loss parts, collapse monitors)."""
+
+    loss: Tensor
+    logs: dict[str, float] = field(default_factory=dict)
+
+
+def init_bert_params(module: nn.Module) -> None:
+    """BERT-style init used by fairseq data2vec: N(0, 0.02) Linear/Embedding weights, zero bias."""
+    if isinstance(module, nn.Linear):
+        nn.init.normal_(module.weight, std=0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.Embedding):
+        nn.init.normal_(module.weight, std=0.02)
+        if module.padding_idx is not None:
+            module.weight.data[module.padding_idx].zero_()
+
+
+class Data2Vec2Model(nn.Module):
+    """Student = modality encoder + shared Transformer + conv decoder.
+
+    The teacher is a separate `EMATeacher` made by `make_teacher` and passed to
+    `pretrain_forward`; it is updated by the training loop after each optimizer step.
+    """
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        if cfg.teacher.scope not in TEACHER_SCOPES:
+            raise ValueError(f"model.teacher.scope={cfg.teacher.scope!r}; expected one of {TEACHER_SCOPES}")
+        self.cfg = cfg
+        self.modality = build_modality(cfg.input, cfg.encoder)
+        self.encoder = TransformerEncoder(cfg.encoder)
+        self.decoder = self.modality.build_decoder(cfg.decoder)
+        # Convolutions (patch embedding, decoder) keep their own init, as in fairseq.
+        self.apply(init_bert_params)
+
+    # ------------------------------------------------------------------ teacher
+    def make_teacher(self) -> EMATeacher:
+        """EMA copy of the parts named by `teacher.scope`; the rest stays shared."""
+        scope = self.cfg.teacher.scope
+        if scope == "blocks":
+            return EMATeacher(nn.ModuleDict({"encoder": self.encoder}), self.cfg.teacher)
+        parts = nn.ModuleDict({"modality": self.modality, "encoder": self.encoder})
+        drop = ("modality.local_encoder",) if scope == "context" else ()
+        return EMATeacher(parts, self.cfg.teacher, drop=drop)
+
+    @torch.no_grad()
+    def teacher_targets(
+        self, teacher: EMATeacher, inputs: Tensor, feats: Tensor, padding_mask: Optional[Tensor]
+    ) -> Tensor:
+        """Targets from one teacher pass over the unmasked input. Returns (B, T, D) float32."""
+        t = teacher.module
+        scope = self.cfg.teacher.scope
+        if scope == "all":
+            tf, tpad = t["modality"].local_features(inputs, padding_mask)
+            ctx = t["modality"].contextualize(tf, tpad, None)
+        elif scope == "context":
+            ctx = t["modality"].contextualize(feats.detach(), padding_mask, None)
+        else:
+            ctx = self.modality.contextualize(feats.detach(), padding_mask, None)
+        out = t["encoder"](ctx.x, ctx.padding_mask, ctx.attn_bias)
+        E = self.modality.num_extra_tokens
+        layers = [lr[:, E:] for lr in out.layer_results]
+        return make_targets(layers, self.cfg.targets, padding_mask)
+
+    # ------------------------------------------------------------------ pretraining
+    def pretrain_forward(
+        self,
+        batch: dict[str, Tensor],
+        teacher: EMATeacher,
+        generator: torch.Generator,
+        step: int = 0,
+    ) -> PretrainOutput:
+        """One data2vec 2.0 forward pass on a batch of B samples with M masks each.
+
+        Args:
+            batch: holds the modality's input under `modality.input_key` and optionally
+                "padding_mask" (B, T_raw) bool, True = padding.
+            generator: CPU generator for the masks (seed it per step for exact resumes).
+            step: optimizer step, for the collapse guard.
+        """
+        cfg, M, E = self.cfg, self.cfg.clone_batch, self.modality.num_extra_tokens
+        inputs = batch[self.modality.input_key]
+        feats, pad = self.modality.local_features(inputs, batch.get("padding_mask"))  # (B, T, D)
+        B, T, D = feats.shape
+        y = self.teacher_targets(teacher, inputs, feats, pad)  # (B, T, D)
+
+        # M masked views share the local features and the teacher pass.
+        feats_m = feats.repeat_interleave(M, 0)
+        pad_m = pad.repeat_interleave(M, 0) if pad is not None else None
+        mask = self.modality.make_mask(pad_m, B * M, T, generator).to(feats.device)  # (B*M, T)
+        info = make_mask_info(mask)
+        ctx = self.modality.contextualize(feats_m, pad_m, info)
+        out = self.encoder(ctx.x, ctx.padding_mask, ctx.attn_bias)
+        dec_in = decoder_input(
+            out.x[:, E:], info, self.modality.noise_std, cfg.decoder.input_dropout, self.training
+        )
+        pred = self.decoder(dec_in)  # (B*M, T, D)
+
+        y_m = y.repeat_interleave(M, 0)
+        pred_masked, y_masked = pred[mask], y_m[mask]  # (N_masked, D)
+        n = max(pred_masked.shape[0], 1)
+        reg = regression_loss(pred_masked, y_masked, cfg.loss.beta, cfg.loss.scale) / n
+        loss = reg
+        logs = {"loss_regression": reg.item()}
+        if cfg.loss.cls_weight > 0:
+            if E < 1:
+                raise ValueError("loss.cls_weight > 0 needs a modality with a CLS token")
+            cls_target = y.mean(dim=1).repeat_interleave(M, 0)  # (B*M, D)
+            # fairseq multiplies by sample_size before its division by sample_size, so the
+            # CLS term is cls_weight times the per-sample CLS loss summed over the batch.
+            cls = regression_loss(out.x[:, E - 1], cls_target, cfg.loss.beta, cfg.loss.scale) * cfg.loss.cls_weight
+            loss = loss + cls
+            logs["loss_cls"] = cls.item()
+        logs["target_std"] = feature_std(y_masked).item()
+        logs["pred_std"] = feature_std(pred_masked).item()
+        logs["masked_views"] = float(B * M)
+        logs["loss"] = loss.item()
+        self._collapse_guard(logs, step)
+        return PretrainOutput(loss, logs)
+
+    def _collapse_guard(self, logs: dict[str, float], step: int) -> None:
+        cfg = self.cfg
+        if step < cfg.collapse_check_after:
+            return
+        if cfg.min_target_std > 0 and logs["target_std"] < cfg.min_target_std:
+            raise RepresentationCollapse(
+                f"step {step}: target std {logs['target_std']:.4f} < model.min_target_std={cfg.min_target_std}; "
+                "the teacher's representations are collapsing (try a lower train.lr or a longer warm-up)"
+            )
+        if cfg.min_pred_std > 0 and logs["pred_std"] < cfg.min_pred_std:
+            raise RepresentationCollapse(
+                f"step {step}: prediction std {logs['pred_std']:.4f} < model.min_pred_std={cfg.min_pred_std}; "
+                "the student's predictions are collapsing (try a lower train.lr or a longer warm-up)"
+            )
+
+    # ------------------------------------------------------------------ inference
+    def extract_features(self, inputs: Tensor, padding_mask: Optional[Tensor] = None) -> EncoderOutput:
+        """Encode every token (no masking). Returns outputs with extra tokens kept at the front."""
+        feats, pad = self.modality.local_features(inputs, padding_mask)
+        ctx = self.modality.contextualize(feats, pad, None)
+        return self.encoder(ctx.x, ctx.padding_mask, ctx.attn_bias)
+
+
+class RepresentationCollapse(RuntimeError):
+    """Raised by the collapse guard when target or prediction std falls below its threshold."""

@@ -1,0 +1,82 @@
+"""The EMA teacher: its own object, updated by an explicit call after the optimizer step."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+from data2vec.config import TeacherConfig
+
+
+def ema_decay(step: int, start: float, end: float, anneal_steps: int) -> float:
+    """Linear anneal from `start` to `end` over `anneal_steps` updates, then constant."""
+    if anneal_steps <= 0 or step >= anneal_steps:
+        return end
+    return end - (end - start) * (1.0 - step / anneal_steps)
+
+
+class EMATeacher:
+    """An exponential moving average of (part of) the student.
+
+    The teacher module is a deep copy made at construction, kept in fp32, in eval mode and
+    without gradients. It is not a submodule of the student, so it never enters the
+    student's optimizer or state_dict; checkpoints store it as a separate entry.
+
+    Args:
+        module: the student parts to average, as a module whose parameter names match the
+            student's own (e.g. a ModuleDict of the student's `modality` and `encoder`).
+        cfg: decay schedule.
+        drop: dotted submodule paths removed from the copy because the teacher shares them
+            with the student instead (e.g. "modality.local_encoder").
+    """
+
+    def __init__(self, module: nn.Module, cfg: TeacherConfig, drop: tuple[str, ...] = ()) -> None:
+        self.cfg = cfg
+        self.module = copy.deepcopy(module).float().eval()
+        for path in drop:
+            parent, _, name = path.rpartition(".")
+            setattr(self.module.get_submodule(parent) if parent else self.module, name, None)
+        self.module.requires_grad_(False)
+        self.decay = cfg.decay
+        self._pairs: list[tuple[torch.Tensor, torch.Tensor]] | None = None
+
+    def _match(self, student: nn.Module) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        src = dict(student.named_parameters())
+        src.update(dict(student.named_buffers()))
+        pairs = []
+        for name, t in list(self.module.named_parameters()) + list(self.module.named_buffers()):
+            if name not in src:
+                raise RuntimeError(f"teacher tensor {name!r} has no student counterpart")
+            pairs.append((t, src[name]))
+        return pairs
+
+    @torch.no_grad()
+    def update(self, student: nn.Module, step: int) -> float:
+        """teacher <- decay * teacher + (1 - decay) * student, for the decay at `step` (>= 1).
+
+        Parameters are matched to the student's by name; buffers are copied. Returns the decay.
+        """
+        self.decay = ema_decay(step, self.cfg.decay, self.cfg.end_decay, self.cfg.anneal_steps)
+        if self._pairs is None:
+            self._pairs = self._match(student)
+        params = [(t, s) for t, s in self._pairs if t.is_floating_point() and isinstance(t, nn.Parameter)]
+        if self.decay < 1.0 and params:
+            torch._foreach_lerp_([t for t, _ in params], [s.detach().to(t.dtype) for t, s in params], 1.0 - self.decay)
+        for t, s in self._pairs:
+            if not isinstance(t, nn.Parameter):
+                t.copy_(s)
+        return self.decay
+
+    def state_dict(self) -> dict:
+        return {"module": self.module.state_dict(), "decay": self.decay}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.module.load_state_dict(state["module"])
+        self.decay = state["decay"]
+
+    def to(self, device: torch.device | str) -> "EMATeacher":
+        self.module.to(device)
+        self._pairs = None
+        return self

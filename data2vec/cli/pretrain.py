@@ -1,0 +1,44 @@
+"""data2vec pretrain --preset NAME [--out DIR] [--resume] [--force] [key=value ...]"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from data2vec.config import PretrainConfig, apply_overrides, from_dict, load_config, to_dict
+from data2vec.presets import get_preset
+from data2vec.train.checkpoint import load_checkpoint
+from data2vec.train.pretrain import LAST, pretrain
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--preset", help="named preset (see `data2vec presets`)")
+    p.add_argument("--config", help="a config.json to start from instead of a preset")
+    p.add_argument("--out", default="runs/pretrain", help="run directory (default: runs/pretrain)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--force", action="store_true", help="overwrite a non-empty run directory")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides, e.g. train.lr=3e-4")
+
+
+def resolve_config(args: argparse.Namespace) -> PretrainConfig:
+    if args.resume:
+        if args.preset or args.config:
+            raise ValueError("--resume takes the run's own config; do not pass --preset or --config")
+        cfg = from_dict(PretrainConfig, load_checkpoint(Path(args.out) / LAST)["config"])
+    elif args.config:
+        cfg = load_config(args.config)
+    elif args.preset:
+        cfg = get_preset(args.preset)
+    else:
+        raise ValueError("give --preset NAME (see `data2vec presets`) or --config FILE")
+    return apply_overrides(cfg, args.overrides)
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = resolve_config(args)
+    print("resolved config:\n" + json.dumps(to_dict(cfg), indent=2), flush=True)
+    summary = pretrain(cfg, args.out, resume=args.resume, force=args.force, progress=not args.no_progress)
+    print(json.dumps(summary, indent=2))
+    return 0

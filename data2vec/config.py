@@ -1,0 +1,297 @@
+"""Frozen dataclass configs, (de)serialization and type-checked dotted overrides.
+
+A run is described by one `PretrainConfig` = model + data + train. Modality-specific parts
+(`model.input`, `data`) are "kinded" configs: each class has a `kind` field and is registered
+with `@register_kind`, so adding a modality adds a class in its own module and never edits
+this file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Optional, Union
+
+_KINDS: dict[tuple[str, str], type] = {}  # (base class name, kind) -> class
+
+
+def register_kind(cls: type) -> type:
+    """Class decorator: make a kinded config constructible from a dict by its `kind`.
+
+    Kinds are unique per base class (InputConfig, DataConfig), so "image" can name both.
+    """
+    kind = cls.__dataclass_fields__["kind"].default
+    key = (cls.__mro__[1].__name__, kind)
+    if key in _KINDS and _KINDS[key] is not cls:
+        raise ValueError(f"config kind {kind!r} of {key[0]} registered twice")
+    _KINDS[key] = cls
+    return cls
+
+
+class ConfigError(ValueError):
+    """A config file, dict or override is invalid; the message names the field."""
+
+
+# --------------------------------------------------------------------------- model parts
+@dataclass(frozen=True)
+class EncoderConfig:
+    """The shared Transformer (also used for modality prenet blocks).
+
+    `norm_first=False` is the post-LN block of data2vec 2.0 / wav2vec 2.0 / RoBERTa;
+    `True` is the pre-LN block of ViT/BEiT (data2vec 1.0 vision), which adds a final norm.
+    """
+
+    dim: int = 768
+    depth: int = 12
+    num_heads: int = 12
+    mlp_ratio: float = 4.0
+    norm_first: bool = False
+    layer_scale_init: float = 0.0  # 0 disables layer scale
+    dropout: float = 0.0  # after attention and after the MLP
+    attn_dropout: float = 0.0
+    activation_dropout: float = 0.0  # inside the MLP, after GELU
+    drop_path: float = 0.0  # maximum; rises linearly over the blocks
+    layer_drop: float = 0.0
+    norm_eps: float = 1e-6
+
+
+@dataclass(frozen=True)
+class DecoderConfig:
+    """The light convolutional decoder of data2vec 2.0 (reference section 2.6)."""
+
+    dim: int = 384
+    layers: int = 5
+    kernel: int = 5
+    groups: int = 16
+    residual: bool = True
+    projection_layers: int = 1  # 1: Linear; 2: Linear-GELU-Linear
+    projection_ratio: float = 2.0
+    input_dropout: float = 0.0
+
+
+@dataclass(frozen=True)
+class TargetConfig:
+    """How teacher layers become regression targets (reference sections 1.5, 2.3)."""
+
+    top_k: int = 8
+    instance_norm_layers: bool = True
+    layer_norm_layers: bool = False
+    layer_norm_final: bool = False
+    instance_norm_final: bool = False
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    beta: float = 0.0  # 0: L2; >0: smooth L1 with this beta
+    scale: Optional[float] = None  # None: 1/sqrt(D)
+    cls_weight: float = 0.0  # data2vec 2.0 image CLS loss weight
+
+
+@dataclass(frozen=True)
+class TeacherConfig:
+    """EMA teacher. `scope` says which parts are averaged; the rest is shared with the student.
+
+    all: the whole backbone (image); context: everything after the local encoder (audio);
+    blocks: only the shared Transformer blocks (text).
+    """
+
+    decay: float = 0.999
+    end_decay: float = 0.9999
+    anneal_steps: int = 30_000
+    scope: str = "all"
+
+
+@dataclass(frozen=True)
+class InputConfig:
+    """Base of the modality input configs; subclasses set `kind`."""
+
+    kind: str = ""
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    version: int = 2
+    input: InputConfig = field(default_factory=InputConfig)
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    decoder: DecoderConfig = field(default_factory=DecoderConfig)
+    targets: TargetConfig = field(default_factory=TargetConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    clone_batch: int = 1  # M masked views per sample sharing one teacher pass
+    min_target_std: float = 0.0  # collapse guard, 0 disables
+    min_pred_std: float = 0.0
+    collapse_check_after: int = 5000
+
+
+# --------------------------------------------------------------------------- run parts
+@dataclass(frozen=True)
+class DataConfig:
+    """Base of the data configs; subclasses set `kind`."""
+
+    kind: str = ""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    lr: float = 1e-3
+    min_lr: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.95)
+    eps: float = 1e-8
+    weight_decay: float = 0.05
+    warmup_steps: int = 0
+    max_steps: int = 1000
+    batch_size: int = 16  # samples per micro-batch, before the M masked copies
+    grad_accum: int = 1
+    clip_norm: float = 4.0  # 0 disables
+    bf16: bool = False
+    seed: int = 1
+    device: str = "auto"
+    num_workers: int = 0
+    log_every: int = 10
+    ckpt_every: int = 500
+    time_limit_min: float = 0.0  # 0: no limit; else stop (and save) after this many minutes
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+# --------------------------------------------------------------------------- (de)serialization
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """Nested plain-data dict of a config (tuples become lists)."""
+    return json.loads(json.dumps(dataclasses.asdict(cfg)))
+
+
+def from_dict(cls: type, data: dict[str, Any], path: str = "") -> Any:
+    """Build config `cls` from a plain dict; unknown keys and wrong types raise ConfigError."""
+    if "kind" in cls.__dataclass_fields__ and data.get("kind"):
+        base = cls.__name__ if (cls.__name__, "") not in _KINDS and cls.__mro__[1] is object else cls.__mro__[1].__name__
+        key = (base, data["kind"])
+        if key not in _KINDS:
+            known = sorted(k for b, k in _KINDS if b == base)
+            raise ConfigError(f"{path or 'config'}.kind: unknown {base} kind {data['kind']!r}; known: {known}")
+        cls = _KINDS[key]
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(data) - known
+    if unknown:
+        raise ConfigError(f"{path or cls.__name__}: unknown key(s) {sorted(unknown)}; valid: {sorted(known)}")
+    kwargs = {}
+    for name, value in data.items():
+        kwargs[name] = _convert(hints[name], value, f"{path}.{name}" if path else name)
+    return cls(**kwargs)
+
+
+def _convert(tp: Any, value: Any, path: str) -> Any:
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path}: expected a mapping, got {value!r}")
+        return from_dict(tp, value, path)
+    if origin in (Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _convert(inner[0], value, path)
+    if origin is tuple:
+        args = typing.get_args(tp)
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{path}: expected a list, got {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_convert(args[0], v, path) for v in value)
+        if len(value) != len(args):
+            raise ConfigError(f"{path}: expected {len(args)} values, got {len(value)}")
+        return tuple(_convert(a, v, path) for a, v in zip(args, value))
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp in (int, float, str, bool) and not (type(value) is tp):
+        raise ConfigError(f"{path}: expected {tp.__name__}, got {value!r}")
+    return value
+
+
+# --------------------------------------------------------------------------- overrides
+def parse_value(tp: Any, text: str, path: str) -> Any:
+    """Parse override text `text` as type `tp` (int, float, bool, str, Optional, tuples)."""
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        args = typing.get_args(tp)
+        if text.lower() in ("none", "null") and type(None) in args:
+            return None
+        return parse_value([a for a in args if a is not type(None)][0], text, path)
+    if origin is tuple:
+        parts = [p for p in text.strip("()[] ").split(",") if p.strip()]
+        args = typing.get_args(tp)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(parse_value(args[0], p.strip(), path) for p in parts)
+        if len(parts) != len(args):
+            raise ConfigError(f"{path}: expected {len(args)} comma-separated values, got {text!r}")
+        return tuple(parse_value(a, p.strip(), path) for a, p in zip(args, parts))
+    try:
+        if tp is bool:
+            low = text.lower()
+            if low in ("true", "1", "yes", "on"):
+                return True
+            if low in ("false", "0", "no", "off"):
+                return False
+            raise ValueError(text)
+        if tp is int:
+            return int(text)
+        if tp is float:
+            return float(text)
+        if tp is str:
+            return text
+    except ValueError:
+        raise ConfigError(f"{path}: expected {tp.__name__}, got {text!r}") from None
+    raise ConfigError(f"{path}: cannot override a field of type {tp}")
+
+
+def apply_overrides(cfg: Any, overrides: list[str]) -> Any:
+    """Return `cfg` with dotted `key=value` overrides applied, e.g. `train.lr=3e-4`.
+
+    Unknown keys and values of the wrong type raise ConfigError naming the key.
+    """
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r}: expected key=value")
+        key, text = item.split("=", 1)
+        cfg = _set_path(cfg, key.strip().split("."), text.strip(), key.strip())
+    return cfg
+
+
+def _set_path(obj: Any, keys: list[str], text: str, full: str) -> Any:
+    names = {f.name for f in dataclasses.fields(obj)}
+    if keys[0] not in names:
+        where = full.rsplit(".", len(keys))[0] if len(keys) < len(full.split(".")) else "config"
+        raise ConfigError(f"unknown config key {full!r}: {where} has no field {keys[0]!r}; valid: {sorted(names)}")
+    current = getattr(obj, keys[0])
+    if len(keys) > 1:
+        if not dataclasses.is_dataclass(current):
+            raise ConfigError(f"unknown config key {full!r}: {keys[0]!r} is not a section")
+        return dataclasses.replace(obj, **{keys[0]: _set_path(current, keys[1:], text, full)})
+    if dataclasses.is_dataclass(current):
+        raise ConfigError(f"config key {full!r} is a section; set one of its fields")
+    if keys[0] == "kind":
+        raise ConfigError(f"config key {full!r} cannot be overridden; choose another preset")
+    tp = typing.get_type_hints(type(obj))[keys[0]]
+    return dataclasses.replace(obj, **{keys[0]: parse_value(tp, text, full)})
+
+
+def save_config(cfg: Any, path: str) -> None:
+    with open(path, "w") as f:
+        json.dump(to_dict(cfg), f, indent=2)
+
+
+def load_config(path: str, cls: type = PretrainConfig) -> Any:
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except (OSError, json.JSONDecodeError) as e:
+        raise ConfigError(f"cannot read config {path}: {e}") from e
+    return from_dict(cls, data)

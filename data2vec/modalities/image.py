@@ -1,0 +1,89 @@
+"""Image input side of data2vec 2.0: patch embedding, fixed 2-D sin-cos positions, a CLS
+token, prenet blocks, inverse block masking and the 2-D conv decoder."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+from torch import Tensor, nn
+
+from data2vec.config import DecoderConfig, EncoderConfig, InputConfig, register_kind
+from data2vec.decoders.conv import ConvDecoder
+from data2vec.masking.common import MaskInfo, gather_tokens
+from data2vec.masking.image import inverse_block_mask
+from data2vec.modalities.base import Context, register_modality
+from data2vec.nn.encoder import TransformerEncoder
+from data2vec.nn.pos_embed import sincos_2d
+
+
+@register_kind
+@dataclass(frozen=True)
+class ImageInputConfig(InputConfig):
+    kind: str = "image"
+    image_size: int = 224
+    patch_size: int = 16
+    in_chans: int = 3
+    prenet_depth: int = 2
+    mask_prob: float = 0.8
+    mask_prob_adjust: float = 0.07
+    mask_length: int = 3  # side of the square blocks
+    mask_noise_std: float = 0.01
+
+
+class PatchEmbed(nn.Module):
+    """(B, C, H, W) -> (B, H/p * W/p, D) with a stride-p conv (timm/fairseq `local_encoder.proj`)."""
+
+    def __init__(self, patch: int, in_chans: int, dim: int) -> None:
+        super().__init__()
+        self.proj = nn.Conv2d(in_chans, dim, kernel_size=patch, stride=patch)
+        # MAE/fairseq initialise the patch projection like a Linear layer (xavier uniform).
+        nn.init.xavier_uniform_(self.proj.weight.view(dim, -1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.proj(x).flatten(2).transpose(1, 2)
+
+
+class ImageEncoder(nn.Module):
+    input_key = "image"
+    num_extra_tokens = 1
+
+    def __init__(self, cfg: ImageInputConfig, enc: EncoderConfig) -> None:
+        super().__init__()
+        if cfg.image_size % cfg.patch_size:
+            raise ValueError(f"image_size={cfg.image_size} is not a multiple of patch_size={cfg.patch_size}")
+        self.cfg = cfg
+        self.grid = cfg.image_size // cfg.patch_size
+        self.noise_std = cfg.mask_noise_std
+        self.local_encoder = PatchEmbed(cfg.patch_size, cfg.in_chans, enc.dim)
+        self.register_buffer("positions", sincos_2d(enc.dim, self.grid, self.grid)[None], persistent=True)
+        self.extra_tokens = nn.Parameter(torch.randn(1, 1, enc.dim))
+        self.context_encoder = TransformerEncoder(enc, depth=cfg.prenet_depth, input_norm=True)
+
+    def local_features(self, image: Tensor, padding_mask: Optional[Tensor] = None) -> tuple[Tensor, None]:
+        """image: (B, C, H, W) -> patches (B, L, D)."""
+        if image.shape[-2:] != (self.cfg.image_size, self.cfg.image_size):
+            raise ValueError(f"expected {self.cfg.image_size}x{self.cfg.image_size} images, got {tuple(image.shape[-2:])}")
+        return self.local_encoder(image), None
+
+    def make_mask(self, padding_mask: Optional[Tensor], batch: int, length: int, generator: torch.Generator) -> Tensor:
+        c = self.cfg
+        return inverse_block_mask(batch, self.grid, c.mask_prob, c.mask_prob_adjust, c.mask_length, True, generator)
+
+    def contextualize(self, x: Tensor, padding_mask: Optional[Tensor], info: Optional[MaskInfo]) -> Context:
+        """x: (B, L, D) patches -> (B, 1 + L_keep, D): positions, drop masked, CLS, prenet."""
+        x = x + self.positions.to(x.dtype)
+        if info is not None:
+            x = gather_tokens(x, info.ids_keep)
+        x = torch.cat([self.extra_tokens.expand(x.shape[0], -1, -1).to(x.dtype), x], dim=1)
+        x = self.context_encoder(x).x
+        return Context(x)
+
+    def build_decoder(self, cfg: DecoderConfig) -> ConvDecoder:
+        return ConvDecoder(cfg, self.local_encoder.proj.out_channels, dims=2, grid=(self.grid, self.grid))
+
+
+@register_modality("image")
+def _build(cfg: ImageInputConfig, enc: EncoderConfig) -> ImageEncoder:
+    return ImageEncoder(cfg, enc)

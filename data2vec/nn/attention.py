@@ -1,0 +1,54 @@
+"""Multi-head self-attention with fused qkv, an additive bias and a key padding mask."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+def combine_masks(
+    padding_mask: Optional[Tensor], attn_bias: Optional[Tensor], dtype: torch.dtype
+) -> Optional[Tensor]:
+    """Merge a key padding mask and an additive bias into one SDPA `attn_mask`.
+
+    Args:
+        padding_mask: (B, T) bool, True = padding (never attended to).
+        attn_bias: (B or 1, H or 1, T, T) additive float bias (ALiBi, relative positions).
+    Returns:
+        None, a (B, 1, 1, T) bool "may attend" mask, or a float (B|1, H|1, T, T) bias.
+    """
+    if padding_mask is None and attn_bias is None:
+        return None
+    if attn_bias is None:
+        return ~padding_mask[:, None, None, :]
+    bias = attn_bias.to(dtype)
+    if padding_mask is not None:
+        bias = bias.masked_fill(padding_mask[:, None, None, :], float("-inf"))
+    return bias
+
+
+class Attention(nn.Module):
+    """Fused-qkv attention through `scaled_dot_product_attention`."""
+
+    def __init__(self, dim: int, num_heads: int, attn_dropout: float = 0.0, qkv_bias: bool = True) -> None:
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"encoder.dim={dim} is not divisible by encoder.num_heads={num_heads}")
+        self.num_heads = num_heads
+        self.attn_dropout = attn_dropout
+        self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: Tensor, attn_mask: Optional[Tensor] = None) -> Tensor:
+        """x: (B, T, D); attn_mask: from `combine_masks`. Returns (B, T, D)."""
+        B, T, D = x.shape
+        qkv = self.qkv(x).view(B, T, 3, self.num_heads, D // self.num_heads)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, H, T, hd)
+        if attn_mask is not None and attn_mask.dtype != torch.bool:
+            attn_mask = attn_mask.to(q.dtype)
+        p = self.attn_dropout if self.training else 0.0
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=p)
+        return self.proj(out.transpose(1, 2).reshape(B, T, D))

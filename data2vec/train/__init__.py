@@ -1,0 +1,1 @@
+"""Explicit, importable training loops."""

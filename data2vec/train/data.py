@@ -1,0 +1,130 @@
+"""Reproducible batching for pretraining, shared by every modality.
+
+Each sample is drawn as (epoch, index) and transformed under a seed derived from
+(run seed, epoch, index), so a resumed run sees exactly the batches and augmentations an
+uninterrupted run would, whatever the number of loader workers.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, Optional, Protocol
+
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from data2vec.config import DataConfig, InputConfig, TrainConfig
+
+_DATA_BUILDERS: dict[str, Callable[..., "PretrainData"]] = {}
+
+
+def register_data(kind: str):
+    """Decorator registering `builder(data_cfg, input_cfg, train_cfg) -> PretrainData`."""
+
+    def wrap(fn):
+        _DATA_BUILDERS[kind] = fn
+        return fn
+
+    return wrap
+
+
+def build_pretrain_data(data: DataConfig, inp: InputConfig, train: TrainConfig) -> "PretrainData":
+    if data.kind not in _DATA_BUILDERS:
+        raise ValueError(f"data.kind={data.kind!r} has no loader; known: {sorted(_DATA_BUILDERS)}")
+    return _DATA_BUILDERS[data.kind](data, inp, train)
+
+
+class PretrainData(Protocol):
+    num_samples: int
+
+    def batches(self, epoch: int, start: int) -> Iterator[dict[str, Any]]:
+        """Batches of `epoch`, beginning at batch number `start` (for resuming)."""
+
+    def batches_per_epoch(self) -> int: ...
+
+
+def sample_seed(seed: int, epoch: int, index: int) -> int:
+    """A 63-bit seed for one draw; distinct for every (seed, epoch, index)."""
+    return ((seed * 1_000_003 + epoch) * 10_000_019 + index) & ((1 << 63) - 1)
+
+
+class EpochBatchSampler(Sampler[list[tuple[int, int]]]):
+    """Shuffled fixed-size batches of (epoch, index) for one epoch, from batch `start` on."""
+
+    def __init__(self, n: int, batch_size: int, seed: int, epoch: int, start: int = 0) -> None:
+        self.n, self.batch_size, self.seed, self.epoch, self.start = n, batch_size, seed, epoch, start
+
+    def __len__(self) -> int:
+        return max(0, self.n // self.batch_size - self.start)
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        g = torch.Generator().manual_seed(self.seed * 7919 + self.epoch)
+        order = torch.randperm(self.n, generator=g).tolist()
+        for b in range(self.start, self.n // self.batch_size):
+            yield [(self.epoch, i) for i in order[b * self.batch_size : (b + 1) * self.batch_size]]
+
+
+class SeededDataset(Dataset):
+    """Wraps a dataset whose items use torch's global RNG (e.g. torchvision transforms) so
+    that item (epoch, index) is computed under its own seed."""
+
+    def __init__(self, base: Dataset, seed: int) -> None:
+        self.base, self.seed = base, seed
+
+    def __len__(self) -> int:
+        return len(self.base)  # type: ignore[arg-type]
+
+    def __getitem__(self, key: tuple[int, int]) -> Any:
+        epoch, index = key
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(sample_seed(self.seed, epoch, index))
+            return self.base[index]
+
+
+@dataclass
+class FixedBatchData:
+    """`PretrainData` for datasets batched at a fixed size (images, text blocks).
+
+    Items that come back as None (unreadable files) are dropped by `collate`, which must
+    report their number as "num_skipped".
+    """
+
+    dataset: Dataset
+    collate: Callable[[list[Any]], dict[str, Any]]
+    batch_size: int
+    seed: int
+    num_workers: int = 0
+
+    @property
+    def num_samples(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def batches_per_epoch(self) -> int:
+        return self.num_samples // self.batch_size
+
+    def batches(self, epoch: int, start: int = 0) -> Iterator[dict[str, Any]]:
+        sampler = EpochBatchSampler(self.num_samples, self.batch_size, self.seed, epoch, start)
+        loader = DataLoader(
+            SeededDataset(self.dataset, self.seed),
+            batch_sampler=sampler,
+            collate_fn=self.collate,
+            num_workers=self.num_workers,
+            # Its own generator keeps the loader from consuming the global RNG.
+            generator=torch.Generator().manual_seed(self.seed),
+            persistent_workers=False,
+        )
+        return iter(loader)
+
+
+class SkipCounter:
+    """Counts samples skipped because they could not be read, and warns as they appear."""
+
+    def __init__(self, what: str = "samples") -> None:
+        self.what, self.total = what, 0
+
+    def add(self, n: int, step: Optional[int] = None) -> None:
+        if n:
+            self.total += n
+            where = f" at step {step}" if step is not None else ""
+            warnings.warn(f"skipped {n} unreadable {self.what}{where} ({self.total} so far)", stacklevel=2)

@@ -1,0 +1,28 @@
+"""Optimizer construction."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from data2vec.config import TrainConfig
+
+
+def no_weight_decay(name: str, param: nn.Parameter) -> bool:
+    """Biases, norms and other 1-D parameters get no weight decay (fairseq data2vec rule)."""
+    return param.ndim <= 1 or name.endswith(".bias") or "alibi_scale" in name
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (no_decay if no_weight_decay(name, p) else decay).append(p)
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+
+
+def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
+    return torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=cfg.betas, eps=cfg.eps)

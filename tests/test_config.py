@@ -1,0 +1,47 @@
+import pytest
+
+from data2vec.config import ConfigError, PretrainConfig, apply_overrides, from_dict, load_config, save_config, to_dict
+from data2vec.presets import get_preset, list_presets
+
+
+def test_overrides_parse_types():
+    cfg = get_preset("data2vec2_image_tiny")
+    cfg = apply_overrides(cfg, ["train.lr=3e-4", "train.bf16=true", "train.betas=0.9,0.98", "model.loss.scale=none",
+                                "model.input.patch_size=7", "data.mean=0.5", "train.max_steps=7"])
+    assert cfg.train.lr == 3e-4 and cfg.train.bf16 is True and cfg.train.betas == (0.9, 0.98)
+    assert cfg.model.loss.scale is None and cfg.model.input.patch_size == 7 and cfg.data.mean == (0.5,)
+    assert cfg.train.max_steps == 7
+
+
+@pytest.mark.parametrize("override,message", [
+    ("train.lrr=1", "train has no field 'lrr'"),
+    ("nope.x=1", "config has no field 'nope'"),
+    ("train.lr=fast", "train.lr: expected float"),
+    ("train.max_steps=1.5", "train.max_steps: expected int"),
+    ("train.bf16=maybe", "train.bf16: expected bool"),
+    ("train=3", "is a section"),
+    ("model.input.kind=audio", "cannot be overridden"),
+    ("train.lr", "expected key=value"),
+])
+def test_bad_overrides_name_the_key(override, message):
+    with pytest.raises(ConfigError, match=message):
+        apply_overrides(get_preset("data2vec2_image_tiny"), [override])
+
+
+@pytest.mark.parametrize("name", list(list_presets()))
+def test_every_preset_round_trips_through_json(name, tmp_path):
+    cfg = get_preset(name)
+    assert from_dict(PretrainConfig, to_dict(cfg)) == cfg
+    save_config(cfg, str(tmp_path / "c.json"))
+    assert load_config(str(tmp_path / "c.json")) == cfg
+
+
+def test_from_dict_rejects_unknown_keys_and_kinds():
+    d = to_dict(get_preset("data2vec2_image_tiny"))
+    d["train"]["nonsense"] = 1
+    with pytest.raises(ConfigError, match="nonsense"):
+        from_dict(PretrainConfig, d)
+    d = to_dict(get_preset("data2vec2_image_tiny"))
+    d["model"]["input"]["kind"] = "smell"
+    with pytest.raises(ConfigError, match="unknown InputConfig kind 'smell'"):
+        from_dict(PretrainConfig, d)

@@ -1,0 +1,108 @@
+import json
+
+import pytest
+import torch
+
+from data2vec.config import apply_overrides
+from data2vec.presets import get_preset
+from data2vec.train.checkpoint import load_checkpoint, save_atomic
+from data2vec.train.logging import read_metrics
+from data2vec.train.pretrain import Trainer, load_pretrained, pretrain
+from data2vec.train.schedules import cosine_with_warmup
+
+
+def _cfg(path, *extra):
+    return apply_overrides(get_preset("data2vec2_image_tiny"), [f"data.path={path}", "data.limit=2000", *extra])
+
+
+def test_cosine_with_warmup():
+    assert cosine_with_warmup(0, 1.0, 10, 100) == pytest.approx(0.1)
+    assert cosine_with_warmup(9, 1.0, 10, 100) == pytest.approx(1.0)
+    assert cosine_with_warmup(55, 1.0, 10, 100) == pytest.approx(0.5)
+    assert cosine_with_warmup(100, 1.0, 10, 100, min_lr=0.1) == pytest.approx(0.1)
+
+
+@pytest.mark.integration
+def test_a_few_steps_on_fashion_mnist_lower_the_loss(fmnist_train, tmp_path):
+    cfg = _cfg(fmnist_train, "train.max_steps=40", "train.log_every=5", "train.lr=2e-3")
+    pretrain(cfg, tmp_path / "run", progress=False)
+    rows = read_metrics(tmp_path / "run" / "metrics.jsonl")
+    first, last = rows[0]["loss_regression"], rows[-1]["loss_regression"]
+    assert last < 0.7 * first, (first, last)
+    assert {"target_std", "pred_std", "ema_decay", "lr", "grad_norm", "samples_per_s"} <= set(rows[-1])
+    assert (tmp_path / "run" / "tensorboard").is_dir() and (tmp_path / "run" / "config.json").exists()
+
+
+@pytest.mark.integration
+def test_stop_and_resume_matches_an_uninterrupted_run(fmnist_train, tmp_path):
+    cfg = _cfg(fmnist_train, "train.max_steps=12", "train.log_every=1", "train.ckpt_every=100",
+               "model.encoder.dropout=0.1")  # dropout makes RNG restoration matter
+    pretrain(cfg, tmp_path / "full", progress=False)
+    half = apply_overrides(cfg, ["train.max_steps=5"])
+    pretrain(half, tmp_path / "split", progress=False)
+    pretrain(cfg, tmp_path / "split", resume=True, progress=False)
+    full = [r["loss"] for r in read_metrics(tmp_path / "full" / "metrics.jsonl")]
+    split = [r["loss"] for r in read_metrics(tmp_path / "split" / "metrics.jsonl")]
+    assert len(split) == 12
+    assert split == full  # bit-identical on CPU
+    a = load_checkpoint(tmp_path / "full" / "checkpoints" / "last.pt")
+    b = load_checkpoint(tmp_path / "split" / "checkpoints" / "last.pt")
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+
+
+def test_run_dir_is_not_overwritten_without_force(fmnist_train, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "precious.txt").write_text("x")
+    with pytest.raises(FileExistsError, match="not empty"):
+        Trainer(_cfg(fmnist_train), run)
+    with pytest.raises(FileNotFoundError, match="last.pt does not exist"):
+        Trainer(_cfg(fmnist_train), tmp_path / "other", resume=True)
+    Trainer(_cfg(fmnist_train), run, force=True)
+    assert not (run / "precious.txt").exists()
+
+
+def test_checkpoint_holds_everything_and_loads_without_pickle(fmnist_train, tmp_path):
+    cfg = _cfg(fmnist_train, "train.max_steps=2")
+    pretrain(cfg, tmp_path / "run", progress=False)
+    ck = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
+    assert {"model", "teacher", "optimizer", "scheduler", "state", "rng", "config"} <= set(ck)
+    assert ck["state"]["step"] == 2
+    model = load_pretrained(tmp_path / "run" / "checkpoints" / "last.pt", "teacher")
+    assert not model.training
+
+
+def test_atomic_save_keeps_old_file_on_failure(tmp_path):
+    path = tmp_path / "c.pt"
+    save_atomic({"a": torch.ones(2)}, path)
+
+    class Boom:
+        def __reduce__(self):
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        save_atomic({"a": Boom()}, path)
+    assert torch.equal(load_checkpoint(path)["a"], torch.ones(2))
+    assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]
+
+
+def test_truncated_checkpoint_gives_clear_error(tmp_path):
+    path = tmp_path / "c.pt"
+    save_atomic({"a": torch.ones(1000)}, path)
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(ValueError, match="cannot read checkpoint .*c.pt"):
+        load_checkpoint(path)
+
+
+def test_checkpoint_that_runs_code_is_refused(tmp_path):
+    import os
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("echo pwned",))
+
+    path = tmp_path / "evil.pt"
+    torch.save({"x": Evil()}, path)
+    with pytest.raises(ValueError, match="cannot read checkpoint"):
+        load_checkpoint(path)
