@@ -4,19 +4,13 @@ import pytest
 import torch
 
 from data2vec.config import apply_overrides
-from data2vec.presets import get_preset, list_presets
+from data2vec.data.synthetic import synthetic_batch
+from data2vec.presets import get_preset, list_presets, tiny_overrides
 from data2vec.train.pretrain import build_model
-
-TINY = {"image": ["model.encoder.dim=32", "model.encoder.depth=2", "model.encoder.num_heads=2",
-                  "model.decoder.dim=32", "model.decoder.groups=4", "model.decoder.layers=2",
-                  "model.targets.top_k=2", "model.clone_batch=2"]}
 
 
 def tiny_inputs(cfg, batch=2):
-    inp = cfg.model.input
-    if inp.kind == "image":
-        return {"image": torch.randn(batch, inp.in_chans, inp.image_size, inp.image_size)}
-    raise NotImplementedError(inp.kind)
+    return synthetic_batch(cfg.model.input, batch)
 
 
 def _step(cfg):
@@ -38,7 +32,7 @@ def _step(cfg):
 @pytest.mark.parametrize("name", list(list_presets()))
 def test_every_preset_at_tiny_size(name):
     cfg = get_preset(name)
-    _step(apply_overrides(cfg, TINY[cfg.model.input.kind]))
+    _step(apply_overrides(cfg, tiny_overrides(cfg.model.input.kind)))
 
 
 def test_image_base_full_size_builds_and_runs_a_step():

@@ -11,15 +11,18 @@ from typing import Optional
 from data2vec import __version__
 from data2vec.config import ConfigError
 
-# verb -> (module with add_arguments(parser) and run(args) -> int, help)
-VERBS = {
-    "pretrain": ("data2vec.cli.pretrain", "pretrain a model from a preset (data2vec 1.0 or 2.0)"),
-    "probe": ("data2vec.cli.probe", "linear probe and kNN on frozen features of a checkpoint"),
-    "presets": ("data2vec.cli.presets", "list presets or show one's resolved config"),
-    "demo": ("data2vec.cli.demo", "pretrain on Fashion-MNIST and compare linear probes"),
-    "speech-corpus": ("data2vec.data.speech_corpus", "synthesize a spoken corpus with espeak-ng"),
-    "tokenizer": ("data2vec.data.tokenizer", "train a byte-level BPE tokenizer"),
-}
+
+
+def verbs() -> dict[str, str]:
+    """{verb: module}: every module in data2vec/cli/ is a verb (underscores become dashes).
+
+    A verb module defines HELP, add_arguments(parser) and run(args) -> int.
+    """
+    import pkgutil
+
+    import data2vec.cli as pkg
+
+    return {m.name.replace("_", "-"): f"{pkg.__name__}.{m.name}" for m in pkgutil.iter_modules(pkg.__path__)}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,10 +30,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"data2vec {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
-    for verb, (module, help_text) in VERBS.items():
-        p = sub.add_parser(verb, help=help_text, description=help_text)
-        p.set_defaults(_module=module)
-        importlib.import_module(module).add_arguments(p)
+    for verb, name in sorted(verbs().items()):
+        module = importlib.import_module(name)
+        p = sub.add_parser(verb, help=module.HELP, description=module.HELP)
+        p.set_defaults(_module=name)
+        module.add_arguments(p)
     return parser
 
 

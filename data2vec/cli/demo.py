@@ -6,6 +6,8 @@ import argparse
 
 from data2vec.demo import DEMO_PRESET, run_demo
 
+HELP = "pretrain on Fashion-MNIST and compare linear probes"
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="runs/demo")

@@ -8,6 +8,8 @@ import json
 from data2vec.config import to_dict
 from data2vec.presets import get_preset, list_presets
 
+HELP = "list presets or show one's resolved config"
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("action", nargs="?", default="list", choices=["list", "show"])

@@ -11,6 +11,8 @@ from data2vec.presets import get_preset
 from data2vec.train.checkpoint import load_checkpoint
 from data2vec.train.pretrain import LAST, pretrain
 
+HELP = "pretrain a model from a preset (data2vec 1.0 or 2.0)"
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", help="named preset (see `data2vec presets`)")

@@ -11,6 +11,8 @@ from data2vec.eval.probe import POOLINGS, encoder_features, extract_features, pr
 from data2vec.train.checkpoint import load_checkpoint
 from data2vec.train.pretrain import load_pretrained
 
+HELP = "linear probe and kNN on frozen features of a checkpoint"
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint", help="a training checkpoint (runs/.../checkpoints/last.pt)")

@@ -7,6 +7,7 @@ from typing import Callable
 from data2vec.config import PretrainConfig
 
 _PRESETS: dict[str, tuple[Callable[[], PretrainConfig], str]] = {}
+_TINY: dict[str, list[str]] = {}
 
 
 def register_preset(name: str, description: str):
@@ -21,9 +22,23 @@ def register_preset(name: str, description: str):
     return wrap
 
 
+def register_tiny_overrides(kind: str, overrides: list[str]) -> None:
+    """Overrides that shrink any preset of input `kind` to a few-second size (contract tests)."""
+    _TINY[kind] = list(overrides)
+
+
+def tiny_overrides(kind: str) -> list[str]:
+    _load_all()
+    return _TINY[kind]
+
+
 def _load_all() -> None:
-    # Importing the modules registers their presets (and the config kinds they use).
-    from data2vec.presets import image  # noqa: F401
+    # Importing every module of this package registers its presets (and their config kinds).
+    import importlib
+    import pkgutil
+
+    for mod in pkgutil.iter_modules(__path__):
+        importlib.import_module(f"{__name__}.{mod.name}")
 
 
 def get_preset(name: str) -> PretrainConfig:
