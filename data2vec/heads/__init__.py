@@ -1,0 +1,1 @@
+"""Fine-tuning heads: small modules put on top of a pretrained encoder."""
