@@ -24,16 +24,20 @@ def confusion_matrix(pred: Tensor, target: Tensor, num_classes: int) -> Tensor:
     return torch.bincount(idx, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
 
 
-def f1_score(pred: Tensor, target: Tensor, num_classes: int = 2) -> float:
-    """F1 of the positive class (1) for binary tasks (GLUE MRPC/QQP), macro F1 otherwise.
+def f1_score(pred: Tensor, target: Tensor, num_classes: int = 2, average: str = "auto") -> float:
+    """F1 of the positive class 1 (`average="binary"`, GLUE MRPC/QQP) or the mean F1 of all
+    classes (`"macro"`); `"auto"` is binary for two classes, macro otherwise.
 
     A class never predicted and never present contributes F1 = 0 to the macro average.
     """
+    if average not in ("auto", "binary", "macro"):
+        raise ValueError(f"average must be auto, binary or macro, got {average!r}")
     cm = confusion_matrix(pred, target, num_classes).double()
     tp = cm.diag()
     denom = cm.sum(0) + cm.sum(1)  # 2 tp + fp + fn
     f1 = torch.where(denom > 0, 2 * tp / denom.clamp_min(1), torch.zeros_like(tp))
-    return f1[1].item() if num_classes == 2 else f1.mean().item()
+    binary = average == "binary" or (average == "auto" and num_classes == 2)
+    return f1[1].item() if binary else f1.mean().item()
 
 
 def matthews_corrcoef(pred: Tensor, target: Tensor, num_classes: int = 2) -> float:

@@ -1,0 +1,47 @@
+"""Sentence(-pair) classification and regression on a pretrained encoder (RoBERTa/GLUE style)."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from torch import Tensor, nn
+
+
+class FirstTokenHead(nn.Module):
+    """fairseq `RobertaClassificationHead` on the first token (`<s>`): dropout, dense D->D, tanh,
+    dropout, projection to `num_outputs` (classes, or 1 for regression).
+
+    Parameter names (`dense`, `out_proj`) match fairseq's `classification_heads.<name>.*`.
+    """
+
+    def __init__(self, dim: int, num_outputs: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.dropout = nn.Dropout(dropout)
+        self.dense = nn.Linear(dim, dim)
+        self.out_proj = nn.Linear(dim, num_outputs)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """x: (B, T, D) encoder output -> (B, num_outputs)."""
+        h = self.dense(self.dropout(x[:, 0]))
+        return self.out_proj(self.dropout(h.tanh()))
+
+
+class EncoderWithHead(nn.Module):
+    """A pretrained modality encoder + shared Transformer (the decoder is left behind) and a head.
+
+    The head maps the encoder output (B, E + T, D) to the task output: per sequence
+    (`FirstTokenHead`) or per token (`heads.token.TokenHead`).
+    """
+
+    def __init__(self, modality: nn.Module, encoder: nn.Module, head: nn.Module) -> None:
+        super().__init__()
+        self.modality, self.encoder, self.head = modality, encoder, head
+
+    def features(self, inputs: Tensor, padding_mask: Optional[Tensor] = None) -> Tensor:
+        """Every token encoded, nothing masked. Returns (B, E + T, D)."""
+        feats, pad = self.modality.local_features(inputs, padding_mask)
+        ctx = self.modality.contextualize(feats, pad, None)
+        return self.encoder(ctx.x, ctx.padding_mask, ctx.attn_bias).x
+
+    def forward(self, inputs: Tensor, padding_mask: Optional[Tensor] = None) -> Tensor:
+        return self.head(self.features(inputs, padding_mask))
