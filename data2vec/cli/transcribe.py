@@ -1,0 +1,23 @@
+"""data2vec transcribe --checkpoint runs/finetune/finetuned.pt FILES..."""
+
+from __future__ import annotations
+
+import argparse
+
+from data2vec.train.finetune_audio import load_finetuned, transcribe
+
+HELP = "transcribe audio files with a CTC fine-tuned checkpoint (greedy decoding)"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", default="runs/finetune/finetuned.pt", help="finetuned.pt written by `data2vec finetune`")
+    p.add_argument("files", nargs="+", metavar="FILE", help="audio files (wav, flac, ogg, ...; any rate, resampled to 16 kHz)")
+
+
+def run(args: argparse.Namespace) -> int:
+    model, cfg, outputs = load_finetuned(args.checkpoint)
+    if cfg.task != "ctc":
+        raise ValueError(f"{args.checkpoint} was fine-tuned for task={cfg.task!r}, not speech recognition (ctc)")
+    for path, text in zip(args.files, transcribe(model, outputs, args.files)):
+        print(f"{path}\t{text}", flush=True)
+    return 0

@@ -1,0 +1,103 @@
+"""Unlabeled speech for pretraining: any audio folder or fairseq tsv manifest, length-bucketed.
+
+Batches come from `LengthBucketSampler` (a cap on padded samples per batch and on
+utterances per batch); crops are drawn from (seed, epoch, index), so `batches(epoch, start)`
+is deterministic and a resumed run sees exactly the batches an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterator, Optional
+
+import numpy as np
+from torch.utils.data import DataLoader, Dataset
+
+from data2vec.config import DataConfig, InputConfig, TrainConfig, register_kind
+from data2vec.data.audio import AudioDataset, LengthBucketSampler, collate_audio
+from data2vec.train.data import register_data
+
+
+@register_kind
+@dataclass(frozen=True)
+class AudioDataConfig(DataConfig):
+    """Unlabeled audio: a folder (searched recursively) or a `.tsv` manifest."""
+
+    kind: str = "audio"
+    path: str = ""
+    max_sample_size: int = 320_000  # longer utterances are randomly cropped (20 s)
+    min_sample_size: int = 32_000  # shorter ones are dropped, with a count (2 s)
+    max_samples_per_batch: int = 1_000_000  # padded 16 kHz samples per micro-batch
+    normalize: bool = True  # zero mean, unit variance per utterance (data2vec needs it)
+
+
+class _EpochItems(Dataset):
+    """Item (epoch, index) of an AudioDataset, cropped under its own (seed, epoch, index) RNG."""
+
+    def __init__(self, base: AudioDataset, seed: int) -> None:
+        self.base, self.seed = base, seed
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, key: tuple[int, int]) -> Optional[dict]:
+        epoch, index = key
+        return self.base.get_item(index, np.random.default_rng((self.seed, epoch, index)))
+
+
+def collate_pretrain(items: list[Optional[dict]]) -> dict[str, Any]:
+    """`collate_audio`, but a batch of only unreadable files carries just its skip count
+    (the trainer counts it and moves on)."""
+    batch = collate_audio(items)
+    if batch["audio"].shape[0] == 0:
+        return {"num_skipped": batch["num_skipped"]}
+    return batch
+
+
+@dataclass
+class AudioPretrainData:
+    """`PretrainData` over length-bucketed audio batches."""
+
+    dataset: AudioDataset
+    sampler: LengthBucketSampler
+    seed: int
+    num_workers: int = 0
+
+    @property
+    def num_samples(self) -> int:
+        return len(self.dataset)
+
+    def batches_per_epoch(self) -> int:
+        return len(self.sampler)
+
+    def batches(self, epoch: int, start: int = 0) -> Iterator[dict[str, Any]]:
+        plan = [[(epoch, i) for i in b] for b in self.sampler.batches(epoch)[start:]]
+        loader = DataLoader(
+            _EpochItems(self.dataset, self.seed), batch_sampler=plan, collate_fn=collate_pretrain,
+            num_workers=self.num_workers,
+        )
+        return iter(loader)
+
+
+def open_audio(data: AudioDataConfig, seed: int) -> AudioDataset:
+    if not data.path:
+        raise ValueError("data.path is empty: give an audio folder or a .tsv manifest, e.g. data.path=/my/audio")
+    if data.min_sample_size > data.max_sample_size:
+        raise ValueError(f"data.min_sample_size={data.min_sample_size} > data.max_sample_size={data.max_sample_size}")
+    ds = AudioDataset.from_path(
+        data.path, max_sample_size=data.max_sample_size, min_sample_size=data.min_sample_size,
+        normalize=data.normalize, seed=seed,
+    )
+    if len(ds) == 0:
+        raise ValueError(f"data.path={data.path}: no utterance is at least data.min_sample_size={data.min_sample_size} samples")
+    return ds
+
+
+@register_data("audio")
+def build_audio_data(data: AudioDataConfig, inp: InputConfig, train: TrainConfig) -> AudioPretrainData:
+    ds = open_audio(data, train.seed)
+    sampler = LengthBucketSampler(
+        ds.sizes, data.max_samples_per_batch, shuffle=True, seed=train.seed,
+        max_sample_size=data.max_sample_size, max_batch_size=train.batch_size,
+    )
+    return AudioPretrainData(ds, sampler, train.seed, train.num_workers)

@@ -1,0 +1,147 @@
+"""A generic fine-tuning loop: model = backbone + head, a task supplies batches, the loss and
+evaluation. Speech CTC and utterance classification use it; text classification can too.
+
+Visible, in order, per step: lr (tri-stage) -> warm-up freeze of the backbone -> forward/loss
+-> backward -> clip -> step -> log -> periodic evaluation. The last checkpoint is saved atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator, Optional, Protocol
+
+import torch
+from torch import Tensor, nn
+
+from data2vec.train.checkpoint import save_atomic
+from data2vec.train.optim import param_groups
+
+log = logging.getLogger("data2vec")
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """Optimization of a fine-tuning run (fairseq wav2vec_ctc recipe defaults)."""
+
+    lr: float = 1e-4
+    betas: tuple[float, float] = (0.9, 0.98)
+    eps: float = 1e-8
+    weight_decay: float = 0.0
+    max_steps: int = 20_000
+    warmup_frac: float = 0.1  # tri-stage: 10% warm-up, 40% hold, 50% exponential decay
+    hold_frac: float = 0.4
+    final_lr_scale: float = 0.05
+    freeze_backbone_steps: int = 10_000  # only the head trains for these first updates
+    clip_norm: float = 0.0  # 0 disables
+    eval_every: int = 1000
+    log_every: int = 50
+    seed: int = 1
+    device: str = "auto"
+
+
+def tri_stage_lr(step: int, base_lr: float, total: int, warmup_frac: float, hold_frac: float,
+                 final_scale: float, init_scale: float = 0.01) -> float:
+    """fairseq `tri_stage`: linear warm-up from init_scale*lr, hold, then exponential decay
+    to final_scale*lr at `total`."""
+    warm, hold = int(total * warmup_frac), int(total * hold_frac)
+    if step < warm:
+        return base_lr * (init_scale + (1 - init_scale) * step / warm)
+    if step < warm + hold:
+        return base_lr
+    decay_steps = max(1, total - warm - hold)
+    progress = min(1.0, (step - warm - hold) / decay_steps)
+    return base_lr * math.exp(math.log(final_scale) * progress)
+
+
+class FinetuneModel(nn.Module):
+    """A pretrained backbone and a task head; the task decides how they are called."""
+
+    def __init__(self, backbone: nn.Module, head: nn.Module) -> None:
+        super().__init__()
+        self.backbone, self.head = backbone, head
+
+
+class FinetuneTask(Protocol):
+    """What a task supplies to `finetune`."""
+
+    def batches(self, epoch: int) -> Iterator[dict[str, Any]]:
+        """Training batches of one epoch (deterministic given the epoch)."""
+
+    def loss(self, model: FinetuneModel, batch: dict[str, Any], generator: torch.Generator) -> tuple[Tensor, dict[str, float]]:
+        """Scalar loss and detached logs for one batch (model in train mode)."""
+
+    def evaluate(self, model: FinetuneModel) -> dict[str, float]:
+        """Held-out metrics (model in eval mode)."""
+
+
+def _endless(task: FinetuneTask) -> Iterator[dict[str, Any]]:
+    epoch = 0
+    while True:
+        empty = True
+        for batch in task.batches(epoch):
+            empty = False
+            yield batch
+        if empty:
+            raise ValueError("the fine-tuning task produced no training batches")
+        epoch += 1
+
+
+def _set_backbone_frozen(model: FinetuneModel, frozen: bool, trainable: set[str]) -> None:
+    """Freeze the whole backbone, or give back requires_grad to the parameters that had it."""
+    for name, p in model.backbone.named_parameters():
+        p.requires_grad_(not frozen and f"backbone.{name}" in trainable)
+
+
+def finetune(
+    model: FinetuneModel,
+    task: FinetuneTask,
+    cfg: FinetuneConfig,
+    run_dir: str | Path,
+    save_extra: Optional[Callable[[], dict[str, Any]]] = None,
+) -> dict[str, Any]:
+    """Fine-tune `model` on `task`; returns a summary with the evaluation history.
+
+    Parameters with requires_grad=False on entry (e.g. a frozen feature extractor) stay
+    frozen. `save_extra()` adds entries (config, vocabulary) to `run_dir/finetuned.pt`.
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.seed)
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=cfg.betas, eps=cfg.eps)
+    batches, history, t0 = _endless(task), [], time.perf_counter()
+    with open(run_dir / "metrics.jsonl", "w") as metrics:
+        for step in range(cfg.max_steps):
+            lr = tri_stage_lr(step, cfg.lr, cfg.max_steps, cfg.warmup_frac, cfg.hold_frac, cfg.final_lr_scale)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            _set_backbone_frozen(model, step < cfg.freeze_backbone_steps, trainable)
+            model.train()
+            loss, logs = task.loss(model, next(batches), torch.Generator().manual_seed(cfg.seed * 1_000_003 + step))
+            loss.backward()
+            params = [p for p in model.parameters() if p.grad is not None]
+            grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.clip_norm if cfg.clip_norm > 0 else math.inf)
+            if not torch.isfinite(grad_norm):
+                raise FloatingPointError(f"fine-tuning step {step}: gradient norm {grad_norm.item()}; lower train.lr")
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            row = {"step": step + 1, "lr": lr, "loss": loss.item(), **logs}
+            evaluate = (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.max_steps
+            if evaluate:
+                model.eval()
+                row.update({f"valid_{k}": v for k, v in task.evaluate(model).items()})
+                history.append(row)
+                log.info("fine-tune step %d: %s", step + 1, {k: round(v, 4) for k, v in row.items()})
+            if (step + 1) % cfg.log_every == 0 or evaluate:
+                metrics.write(json.dumps(row) + "\n")
+                metrics.flush()
+    _set_backbone_frozen(model, False, trainable)
+    ckpt = {"format": "data2vec-finetune-checkpoint", "model": model.state_dict(), **(save_extra() if save_extra else {})}
+    save_atomic(ckpt, run_dir / "finetuned.pt")
+    return {"steps": cfg.max_steps, "seconds": time.perf_counter() - t0, "history": history,
+            "checkpoint": str(run_dir / "finetuned.pt")}
