@@ -62,7 +62,7 @@ def text_fortunes() -> PretrainConfig:
         # 2 views and a 2-layer decoder: on 2 CPU cores the decoder and extra views cost more than they give.
         model=_small_text_model(dim=128, depth=4, heads=4, vocab=4096, clone=2, max_positions=128, decoder_layers=2),
         data=TextDataConfig(path=FORTUNES_DIR, doc_mode="percent", block_size=128, break_mode="none"),
-        train=TrainConfig(lr=1e-3, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.01, warmup_steps=60, max_steps=600,
+        train=TrainConfig(lr=1e-3, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.01, warmup_steps=50, max_steps=500,
                           batch_size=16, clip_norm=1.0, bf16=False, log_every=20, ckpt_every=200),
     )
 

@@ -1,0 +1,102 @@
+"""Text benchmark on the fortunes corpus (2-core CPU budget, about 20-25 minutes).
+
+1. Pretraining throughput (tokens/s) of the `data2vec2_text_fortunes` preset, fp32 and bf16.
+2. Pretrain that preset with data2vec 2.0 for a fixed step budget.
+3. Fine-tune on the fortunes category task (4 classes) from the pretrained encoder and from the
+   same encoder with random weights, with identical fine-tuning settings; report test accuracy.
+
+Every step runs a `data2vec` CLI command (printed, and stored in results.json) except the
+throughput timing, which times `Trainer.train_step` directly.
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/text.py --out runs/bench-text
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import time
+from pathlib import Path
+
+import torch
+
+from data2vec.cli import main as cli
+from data2vec.config import apply_overrides
+from data2vec.presets import get_preset
+from data2vec.train.pretrain import Trainer, _batch_stream
+
+PRESET = "data2vec2_text_fortunes"
+
+
+def run_cli(argv: list[str], log: list[str]) -> None:
+    cmd = "data2vec " + " ".join(shlex.quote(a) for a in argv)
+    print(f"\n$ {cmd}", flush=True)
+    log.append(cmd)
+    if cli(argv) != 0:
+        raise SystemExit(f"command failed: {cmd}")
+
+
+def throughput(out: Path, bf16: bool, steps: int, cache: str) -> dict[str, float]:
+    """Tokens (non-padding, before the M masked copies) per second over `steps` timed steps."""
+    cfg = apply_overrides(get_preset(PRESET), [f"train.bf16={bf16}", f"data.cache_dir={cache}"])
+    trainer = Trainer(cfg, out / f"throughput-{'bf16' if bf16 else 'fp32'}", force=True)
+    tokens = 0
+
+    def counting(stream):
+        nonlocal tokens
+        for batch in stream:
+            tokens += int((~batch["padding_mask"]).sum())
+            yield batch
+
+    batches = counting(_batch_stream(trainer.data, trainer.state))
+    trainer.train_step(batches)  # warm-up step, not timed
+    tokens = 0
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        trainer.train_step(batches)
+    seconds = time.perf_counter() - t0
+    return {"bf16": bf16, "steps": steps, "tokens": tokens, "seconds": seconds, "tokens_per_s": tokens / seconds}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", default="runs/bench-text")
+    p.add_argument("--pretrain-steps", type=int, default=500)
+    p.add_argument("--finetune-epochs", type=int, default=4)
+    p.add_argument("--finetune-lr", type=float, default=2e-4)
+    p.add_argument("--fp32-steps", type=int, default=20)
+    p.add_argument("--bf16-steps", type=int, default=3)
+    args = p.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    cache = str(out / "cache")
+    commands: list[str] = []
+    results: dict = {"threads": torch.get_num_threads(), "preset": PRESET}
+
+    results["throughput"] = [throughput(out, False, args.fp32_steps, cache), throughput(out, True, args.bf16_steps, cache)]
+    print(json.dumps(results["throughput"], indent=2), flush=True)
+
+    t0 = time.perf_counter()
+    run_cli(["pretrain", "--preset", PRESET, "--out", str(out / "pretrain"), "--force", "--no-progress",
+             f"train.max_steps={args.pretrain_steps}", f"data.cache_dir={cache}"], commands)
+    results["pretrain_seconds"] = time.perf_counter() - t0
+    ckpt = str(out / "pretrain" / "checkpoints" / "last.pt")
+    for init in ("pretrained", "random"):
+        run_cli(["finetune-text", "--checkpoint", ckpt, "--fortunes", "--out", str(out / f"finetune-{init}"),
+                 f"init={init}", f"lr={args.finetune_lr}", f"epochs={args.finetune_epochs}", "batch_size=16"],
+                commands)
+        results[init] = json.loads((out / f"finetune-{init}" / "results.json").read_text())
+    results["commands"] = commands
+    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    print("\n| encoder | valid acc (best epoch) | test acc | test macro-F1 |")
+    for init in ("pretrained", "random"):
+        r = results[init]
+        print(f"| {init} | {r['valid']['accuracy']:.4f} ({r['best_epoch']}) | {r['test']['accuracy']:.4f} | "
+              f"{r['test']['f1']:.4f} |")
+    for t in results["throughput"]:
+        print(f"{'bf16' if t['bf16'] else 'fp32'}: {t['tokens_per_s']:.0f} tokens/s ({t['steps']} steps)")
+
+
+if __name__ == "__main__":
+    main()
