@@ -74,3 +74,14 @@ def test_text_base_full_size_builds_and_runs_a_step(base_model):
     out = model.pretrain_forward(batch, model.make_teacher(), torch.Generator().manual_seed(0))
     out.loss.backward()
     assert out.logs["masked_views"] == 8  # clone_batch 8
+
+
+def test_embedding_dropout_only_in_training():
+    model = build_model(_tiny("model.input.embed_dropout=0.5").model)
+    tokens = torch.randint(4, 300, (2, 12))
+    model.eval()
+    torch.testing.assert_close(model.extract_features(tokens).x, model.extract_features(tokens).x)
+    model.train()
+    a, _ = model.modality.local_features(tokens)
+    b, _ = model.modality.local_features(tokens)
+    assert not torch.equal(a, b)

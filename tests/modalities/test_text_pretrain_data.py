@@ -74,3 +74,9 @@ def test_a_few_pretraining_steps_lower_the_loss(tmp_path, corpus):
     rows = read_metrics(tmp_path / "run" / "metrics.jsonl")
     first, last = rows[0]["loss_regression"], rows[-1]["loss_regression"]
     assert last < 0.9 * first, (first, last)
+
+
+def test_padding_id_must_match_the_tokenizer(tmp_path, corpus):
+    cfg = _cfg(tmp_path, corpus, "model.input.pad_id=0")
+    with pytest.raises(ValueError, match="model.input.pad_id"):
+        build_text_data(cfg.data, cfg.model.input, cfg.train)

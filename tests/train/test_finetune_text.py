@@ -105,3 +105,23 @@ def test_task_and_data_mismatch_is_an_error(tiny_ckpt):
         finetune_text(ckpt, {"train": train, "valid": train}, TextFinetuneConfig(task="regression"))
     with pytest.raises(ValueError, match="metric"):
         finetune_text(ckpt, {"train": train, "valid": train}, TextFinetuneConfig(epochs=1, metric="bleu"))
+
+
+def test_init_and_weights_choose_the_encoder(tiny_ckpt):
+    import torch
+
+    from data2vec.train.checkpoint import load_checkpoint
+    from data2vec.train.finetune_text import build_text_model
+
+    _, ckpt, _ = tiny_ckpt
+    saved = load_checkpoint(ckpt)
+    key = "encoder.blocks.0.attn.qkv.weight"
+    student, _ = build_text_model(ckpt, TextFinetuneConfig(), 2)
+    teacher, _ = build_text_model(ckpt, TextFinetuneConfig(weights="teacher"), 2)
+    random_, _ = build_text_model(ckpt, TextFinetuneConfig(init="random", seed=5), 2)
+    assert torch.equal(student.state_dict()[key], saved["model"][key])
+    assert torch.equal(teacher.state_dict()[key], saved["teacher"]["module"][key])
+    assert not torch.equal(random_.state_dict()[key], saved["model"][key])
+    assert "decoder" not in {k.split(".")[0] for k in student.state_dict()}  # pretraining decoder left behind
+    with pytest.raises(ValueError, match="init"):
+        build_text_model(ckpt, TextFinetuneConfig(init="imagenet"), 2)
