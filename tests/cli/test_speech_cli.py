@@ -1,0 +1,42 @@
+"""pretrain -> finetune -> transcribe through the command line on synthesized speech."""
+
+import shutil
+
+import pytest
+
+from data2vec.cli import main
+from data2vec.data.speech_corpus import synthesize_corpus
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng is not installed")
+    out = tmp_path_factory.mktemp("speech")
+    synthesize_corpus(out, 24, seed=1, num_workers=2)
+    return out
+
+
+def test_pretrain_finetune_transcribe(corpus, tmp_path, capsys):
+    pre = tmp_path / "pre"
+    assert main(["pretrain", "--preset", "data2vec2_audio_tiny", "--out", str(pre), "--no-progress",
+                 f"data.path={corpus / 'wav'}", "train.max_steps=2"]) == 0
+    ft = tmp_path / "ft"
+    args = ["finetune", "--train", str(corpus / "train.tsv"), "--valid", str(corpus / "valid.tsv"),
+            "--init", str(pre / "checkpoints" / "last.pt"), "--out", str(ft), "optim.max_steps=3",
+            "optim.eval_every=3", "optim.freeze_backbone_steps=1", "batch_size=4"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert '"valid_cer"' in out and '"valid_wer"' in out
+    assert main(args) == 2  # refuses to overwrite finetuned.pt without --force
+    assert "exists; use --force" in capsys.readouterr().err
+    wavs = sorted((corpus / "wav").glob("*.wav"))[:2]
+    assert main(["transcribe", "--checkpoint", str(ft / "finetuned.pt"), *map(str, wavs)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split("\t")[0] for line in lines] == [str(w) for w in wavs]
+    assert all(line.count("\t") == 1 for line in lines)
+
+
+def test_transcribe_reports_missing_checkpoint(tmp_path, capsys):
+    assert main(["transcribe", "--checkpoint", str(tmp_path / "nope.pt"), "x.wav"]) == 2
+    assert "nope.pt does not exist" in capsys.readouterr().err
