@@ -174,6 +174,8 @@ def from_dict(cls: type, data: dict[str, Any], path: str = "") -> Any:
         base = cls.__name__ if (cls.__name__, "") not in _KINDS and cls.__mro__[1] is object else cls.__mro__[1].__name__
         key = (base, data["kind"])
         if key not in _KINDS:
+            _import_builtin_kinds()
+        if key not in _KINDS:
             known = sorted(k for b, k in _KINDS if b == base)
             raise ConfigError(f"{path or 'config'}.kind: unknown {base} kind {data['kind']!r}; known: {known}")
         cls = _KINDS[key]
@@ -186,6 +188,13 @@ def from_dict(cls: type, data: dict[str, Any], path: str = "") -> Any:
     for name, value in data.items():
         kwargs[name] = _convert(hints[name], value, f"{path}.{name}" if path else name)
     return cls(**kwargs)
+
+
+def _import_builtin_kinds() -> None:
+    """Kinded configs register on import; the presets import every built-in modality."""
+    from data2vec.presets import list_presets
+
+    list_presets()
 
 
 def _convert(tp: Any, value: Any, path: str) -> Any:

@@ -45,3 +45,15 @@ def test_from_dict_rejects_unknown_keys_and_kinds():
     d["model"]["input"]["kind"] = "smell"
     with pytest.raises(ConfigError, match="unknown InputConfig kind 'smell'"):
         from_dict(PretrainConfig, d)
+
+
+def test_from_dict_in_a_fresh_interpreter_finds_builtin_kinds(tmp_path):
+    # A checkpoint's config must load before any preset or modality module was imported.
+    import subprocess
+    import sys
+
+    save_config(get_preset("data2vec2_image_tiny"), str(tmp_path / "c.json"))
+    code = f"from data2vec.config import load_config; print(load_config({str(tmp_path / 'c.json')!r}).model.input.kind)"
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "image"
