@@ -184,7 +184,10 @@ def evaluate(model: EncoderWithHead, items: list, cfg: TextFinetuneConfig, pad_i
     return classification_metrics(p, t, classes)
 
 
-def _train_epoch(model, items, cfg, optimizer, state, pad_id, device) -> float:
+def _train_epoch(model: EncoderWithHead, items: list, cfg: TextFinetuneConfig, optimizer: torch.optim.Optimizer,
+                 state: dict[str, int], pad_id: int, device: torch.device) -> float:
+    """One shuffled pass (seeded by the epoch); `state` carries the step count for the schedule.
+    Returns the mean training loss."""
     model.train()
     g = torch.Generator().manual_seed(cfg.seed * 1009 + state["epoch"])
     order = torch.randperm(len(items), generator=g).tolist()
