@@ -107,6 +107,8 @@ def _rel(cmd: list[str]) -> str:
 
 
 def write_doc(args, tp, pre, pre_cmd, cmds, results, total_min) -> None:
+    from data2vec.presets import get_preset
+
     rows = "\n".join(
         f"| {name} | {r['final']['valid_cer']:.1f} | {r['final']['valid_wer']:.1f} | {r['train_utterances']} "
         f"({r['train_seconds'] / 60:.1f} min) | {args.ft_steps} | {r['seconds'] / 60:.1f} |"
@@ -136,7 +138,7 @@ Commands:
     {_rel(cmds['random init'])}
 
 **Pretraining throughput** (`data2vec2_audio_small`, batches of up to 16 utterances / 3 s crops,
-M=4 masked views; seconds of real audio per second, {args.tp_steps} steps after a warm-up step; from
+M={get_preset("data2vec2_audio_small").model.clone_batch} masked views per utterance; seconds of real audio per second, {args.tp_steps} steps after a warm-up step; from
 `throughput()` in the same script):
 
 | precision | audio s / s |

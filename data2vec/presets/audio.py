@@ -66,7 +66,7 @@ def _small_audio_model(channels: int, dim: int, depth: int, heads: int, clone: i
 @register_preset("data2vec2_audio_small", "small data2vec 2.0 speech model for the synthesized corpus on a 2-core CPU")
 def audio_small() -> PretrainConfig:
     return PretrainConfig(
-        model=_small_audio_model(channels=128, dim=128, depth=4, heads=4, clone=4),
+        model=_small_audio_model(channels=128, dim=128, depth=4, heads=4, clone=8),
         data=AudioDataConfig(path=SPEECH_CORPUS_TRAIN, max_sample_size=48_000, min_sample_size=8_000,
                              max_samples_per_batch=16 * 48_000, normalize=True),
         train=TrainConfig(lr=1e-3, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.01, warmup_steps=50, max_steps=1000,

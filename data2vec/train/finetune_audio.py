@@ -26,7 +26,7 @@ from data2vec.masking.audio import span_mask
 from data2vec.presets import get_preset, list_presets
 from data2vec.train.checkpoint import load_checkpoint
 from data2vec.train.finetune import FinetuneConfig, FinetuneModel, finetune
-from data2vec.train.pretrain import build_model
+from data2vec.train.pretrain import build_model, resolve_device
 
 TASKS = ("ctc", "classify")
 
@@ -196,9 +196,7 @@ def run_speech_finetune(cfg: SpeechFinetuneConfig, out_dir: str | Path) -> dict[
     task = SpeechTask(cfg, train, valid)
     torch.manual_seed(cfg.optim.seed)
     model = FinetuneModel(build_backbone(cfg, model_cfg, state), make_head(cfg, model_cfg.encoder.dim, task.num_outputs()))
-    device = torch.device("cuda" if cfg.optim.device == "auto" and torch.cuda.is_available() else
-                          ("cpu" if cfg.optim.device == "auto" else cfg.optim.device))
-    model.to(device)
+    model.to(resolve_device(cfg.optim.device))
     outputs = list(task.vocab.symbols) if ctc else list(task.classes)
     extra = lambda: {"config": to_dict(cfg), "model_config": to_dict(model_cfg), "outputs": outputs}  # noqa: E731
     summary = finetune(model, task, cfg.optim, out_dir, extra)
