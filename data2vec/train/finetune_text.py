@@ -252,10 +252,15 @@ def finetune_text(checkpoint: str | Path, splits: Splits, cfg: TextFinetuneConfi
     if "test" in encoded:
         result["test"] = evaluate(model, encoded["test"], cfg, tokenizer.pad, outputs, device)
     if out_dir is not None:
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        save_atomic({"format": "data2vec-text-finetuned", "pretrain_config": to_dict(pre), "finetune_config": to_dict(cfg),
-                     "label_names": splits["train"].label_names if cfg.task != "regression" else None,
-                     "model": model.state_dict()}, out / "finetuned.pt")
-        save_config(cfg, str(out / "finetune_config.json"))
+        label_names = splits["train"].label_names if cfg.task != "regression" else None
+        save_finetuned(Path(out_dir), model, pre, cfg, label_names)
     return result
+
+
+def save_finetuned(out: Path, model: EncoderWithHead, pre: PretrainConfig, cfg: TextFinetuneConfig,
+                   label_names: Optional[list[str]]) -> None:
+    """`out/finetuned.pt` (weights, both configs, label names) and `out/finetune_config.json`."""
+    out.mkdir(parents=True, exist_ok=True)
+    save_atomic({"format": "data2vec-text-finetuned", "pretrain_config": to_dict(pre), "finetune_config": to_dict(cfg),
+                 "label_names": label_names, "model": model.state_dict()}, out / "finetuned.pt")
+    save_config(cfg, str(out / "finetune_config.json"))
