@@ -18,7 +18,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint", help="a training checkpoint (runs/.../checkpoints/last.pt)")
     p.add_argument("--train", required=True, help="labeled training images: idx file (labels beside it) or folder/<class>/...")
     p.add_argument("--test", required=True, help="labeled test images, same forms")
-    p.add_argument("--weights", default="teacher", choices=["student", "teacher"])
+    p.add_argument("--weights", default="student", choices=["student", "teacher"],
+                   help="student weights (what data2vec 2.0 fine-tunes) or the EMA teacher")
     p.add_argument("--pooling", default="mean+cls", choices=POOLINGS)
     p.add_argument("--train-limit", type=int, default=0, help="use only the first N training images")
     p.add_argument("--knn-k", type=int, default=20, help="k for kNN (0: skip kNN)")
