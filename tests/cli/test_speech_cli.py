@@ -1,20 +1,13 @@
 """pretrain -> finetune -> transcribe through the command line on synthesized speech."""
 
-import shutil
-
 import pytest
 
 from data2vec.cli import main
-from data2vec.data.speech_corpus import synthesize_corpus
 
 
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    if shutil.which("espeak-ng") is None:
-        pytest.skip("espeak-ng is not installed")
-    out = tmp_path_factory.mktemp("speech")
-    synthesize_corpus(out, 24, seed=1, num_workers=2)
-    return out
+@pytest.fixture
+def corpus(speech_corpus):
+    return speech_corpus
 
 
 def test_pretrain_finetune_transcribe(corpus, tmp_path, capsys):

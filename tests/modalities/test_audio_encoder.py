@@ -89,8 +89,9 @@ def test_masked_frames_are_zeroed_before_the_positional_convs():
     torch.testing.assert_close(enc.contextualize(x, None, info).x, enc.contextualize(changed, None, info).x)
 
 
-def test_alibi_scale_is_clamped_non_negative():
-    enc = _encoder()
+def test_alibi_scale_is_learned_per_head_and_clamped_non_negative():
+    enc = AudioEncoder(AudioInputConfig(conv_channels=16, conv_pos_groups=4, alibi_scale_init=0.5), ENC)
+    assert enc.alibi_scale.requires_grad and enc.alibi_scale.tolist() == [0.5] * 4
     with torch.no_grad():
         enc.alibi_scale.fill_(-3.0)
     ctx = enc.contextualize(torch.randn(1, 10, 16), None, None)

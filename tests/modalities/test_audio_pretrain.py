@@ -7,19 +7,14 @@ import torch
 
 from data2vec.config import apply_overrides
 from data2vec.data.audio_pretrain import AudioDataConfig, build_audio_data
-from data2vec.data.speech_corpus import synthesize_corpus
 from data2vec.presets import get_preset
 from data2vec.train.logging import read_metrics
 from data2vec.train.pretrain import build_model, pretrain
 
 
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    if shutil.which("espeak-ng") is None:
-        pytest.skip("espeak-ng is not installed")
-    out = tmp_path_factory.mktemp("speech")
-    synthesize_corpus(out, 40, seed=0, num_workers=2)
-    return out
+@pytest.fixture
+def corpus(speech_corpus):
+    return speech_corpus
 
 
 def _tiny(corpus, *extra):

@@ -1,27 +1,20 @@
 """Speech fine-tuning on real synthesized speech: CTC on a tiny labeled set, classification,
 initialization from a pretraining checkpoint."""
 
-import shutil
-
 import pytest
 import torch
 
 from data2vec.config import apply_overrides
 from data2vec.data.audio import read_manifest, write_manifest
-from data2vec.data.speech_corpus import synthesize_corpus
 from data2vec.presets import get_preset
 from data2vec.train.checkpoint import load_checkpoint
 from data2vec.train.finetune_audio import backbone_config, build_backbone, load_finetuned, recipe, run_speech_finetune, transcribe
 from data2vec.train.pretrain import pretrain
 
 
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    if shutil.which("espeak-ng") is None:
-        pytest.skip("espeak-ng is not installed")
-    out = tmp_path_factory.mktemp("speech")
-    synthesize_corpus(out, 40, seed=0, num_workers=2)
-    return out
+@pytest.fixture
+def corpus(speech_corpus):
+    return speech_corpus
 
 
 def subset(corpus, out, n, ext="ltr"):
