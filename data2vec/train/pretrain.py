@@ -187,20 +187,20 @@ class Trainer:
         batches = _batch_stream(self.data, s)
         bar = tqdm(total=tc.max_steps, initial=s.step, disable=not progress, dynamic_ncols=True, desc="pretrain")
         t0 = time.perf_counter()
-        window_t, window_samples, window_views = t0, 0, 0.0
+        window_t, window_samples, window_views = t0, s.samples_seen, 0.0
         start_step = s.step
         try:
             while s.step < tc.max_steps:
                 logs = self.train_step(batches)
-                window_samples += tc.batch_size * tc.grad_accum
                 window_views += logs["masked_views"]
                 bar.update(1)
                 if s.step % tc.log_every == 0 or s.step == tc.max_steps:
                     now = time.perf_counter()
-                    logs["samples_per_s"] = window_samples / (now - window_t)
+                    # Counted from the batches themselves: audio batches vary in size.
+                    logs["samples_per_s"] = (s.samples_seen - window_samples) / (now - window_t)
                     logs["views_per_s"] = window_views / (now - window_t)
                     logs["skipped_total"] = s.skipped
-                    window_t, window_samples, window_views = now, 0, 0.0
+                    window_t, window_samples, window_views = now, s.samples_seen, 0.0
                     self.metrics.log(s.step, logs)
                     bar.set_postfix(loss=f"{logs['loss']:.4f}", tgt_std=f"{logs['target_std']:.3f}",
                                     pred_std=f"{logs['pred_std']:.3f}", lr=f"{logs['lr']:.2e}")
