@@ -132,3 +132,9 @@ def write_fairseq(fake_omegaconf, tmp_path) -> Callable[..., Any]:
         return path, cfg, model, teacher
 
     return write
+
+
+@pytest.fixture
+def tiny_model() -> Callable[..., tuple[PretrainConfig, Data2Vec2Model, torch.nn.Module]]:
+    """make_model(kind) -> (config, model, teacher module) for tests outside this file."""
+    return make_model
