@@ -1,8 +1,9 @@
 """Load fairseq `.pt` checkpoints without running code and without fairseq or omegaconf.
 
 `torch.load` is given a restricted pickle module whose `find_class` resolves only:
-- torch's tensor-rebuild functions, dtypes, `torch.Size` and `collections.OrderedDict`;
-- config classes (OmegaConf containers and nodes, `argparse.Namespace`, `typing.Any`, and type
+- torch's tensor-rebuild functions, dtypes, `torch.Size` and `collections.OrderedDict` (torch's
+  own weights_only allow-list), and numpy scalar/array rebuilding;
+- config classes (OmegaConf containers and nodes, `argparse.Namespace`, `typing` names, and type
   references into `fairseq.`/`examples.` such as structured-config classes or enums), which
   become `StandIn` objects that only record their constructor arguments and state.
 
@@ -32,32 +33,66 @@ class CheckpointReadError(ValueError):
     """The file is missing, truncated or not a torch checkpoint."""
 
 
-# Callables that only rebuild tensors or containers; nothing else is ever called.
-_SAFE_CALLABLES: dict[tuple[str, str], Any] = {
-    ("collections", "OrderedDict"): collections.OrderedDict,
-    ("torch", "Size"): torch.Size,
-    ("torch._utils", "_rebuild_tensor"): torch._utils._rebuild_tensor,
-    ("torch._utils", "_rebuild_tensor_v2"): torch._utils._rebuild_tensor_v2,
-    ("torch._utils", "_rebuild_parameter"): torch._utils._rebuild_parameter,
-    ("torch._utils", "_rebuild_parameter_with_state"): torch._utils._rebuild_parameter_with_state,
-    ("torch", "device"): torch.device,
-    ("builtins", "set"): set,
-    ("builtins", "frozenset"): frozenset,
-}
-_SAFE_CALLABLES.update({("torch", str(d).split(".")[1]): d for d in (
-    torch.float16, torch.float32, torch.float64, torch.bfloat16, torch.int8, torch.int16, torch.int32,
-    torch.int64, torch.uint8, torch.bool,
-)})
+def _type_of_constant(value: Any) -> type:
+    """`builtins.type` as pickle uses it for `type(None)`; never a class factory."""
+    if value is None or value is NotImplemented or value is Ellipsis:
+        return type(value)
+    raise UnsafeCheckpointError(f"checkpoint calls builtins.type({value!r}), which is not allowed")
+
+
+def _subscript(base: Any, args: Any) -> Any:
+    """`operator.getitem` as typing generics pickle (`Optional[int]`): only on stand-ins."""
+    if not isinstance(base, type) or not issubclass(base, StandIn):
+        raise UnsafeCheckpointError(f"checkpoint calls operator.getitem on {type(base).__name__}, which is not allowed")
+    return _stand_in_class(base.qualname.rpartition(".")[0], f"{base.__name__}[...]")
+
+
+def _safe_callables() -> dict[tuple[str, str], Any]:
+    """Globals that only rebuild tensors, numbers, arrays or containers."""
+    table: dict[tuple[str, str], Any] = {}
+    try:  # torch's own weights_only allow-list: tensors, storages, dtypes, Size, OrderedDict, ...
+        from torch._weights_only_unpickler import _get_allowed_globals
+
+        for dotted, obj in _get_allowed_globals().items():
+            module, _, name = dotted.rpartition(".")
+            table[(module, name)] = obj
+    except (ImportError, AttributeError):  # a torch without it: the essentials below suffice
+        pass
+    table.update({
+        ("collections", "OrderedDict"): collections.OrderedDict,
+        ("torch", "Size"): torch.Size,
+        ("torch._utils", "_rebuild_tensor"): torch._utils._rebuild_tensor,
+        ("torch._utils", "_rebuild_tensor_v2"): torch._utils._rebuild_tensor_v2,
+        ("torch._utils", "_rebuild_parameter"): torch._utils._rebuild_parameter,
+        ("builtins", "set"): set, ("builtins", "frozenset"): frozenset,
+        ("builtins", "type"): _type_of_constant,
+        ("operator", "getitem"): _subscript, ("_operator", "getitem"): _subscript,
+    })
+    table.update({("torch", str(d).split(".")[1]): d for d in (
+        torch.float16, torch.float32, torch.float64, torch.bfloat16, torch.int8, torch.int16, torch.int32,
+        torch.int64, torch.uint8, torch.bool)})
+    # fairseq's extra_state may hold numpy scalars/arrays (e.g. the best validation loss).
+    import numpy as np
+
+    multiarray = np._core.multiarray if hasattr(np, "_core") else np.core.multiarray  # numpy 2 / 1
+    for module in ("numpy.core.multiarray", "numpy._core.multiarray"):
+        table[(module, "scalar")] = multiarray.scalar
+        table[(module, "_reconstruct")] = multiarray._reconstruct
+    table[("numpy", "dtype")] = np.dtype
+    table[("numpy", "ndarray")] = np.ndarray
+    return table
+
 
 # Classes replaced by recording stand-ins: OmegaConf/argparse configs and type references.
 _STAND_IN_NAMES = {
     ("omegaconf.dictconfig", "DictConfig"), ("omegaconf.listconfig", "ListConfig"),
     ("omegaconf.base", "Metadata"), ("omegaconf.base", "ContainerMetadata"),
-    ("argparse", "Namespace"), ("typing", "Any"),
+    ("argparse", "Namespace"),
     ("builtins", "dict"), ("builtins", "list"), ("builtins", "str"), ("builtins", "int"),
     ("builtins", "float"), ("builtins", "bool"), ("builtins", "object"),
 }
-_STAND_IN_MODULES = ("omegaconf.nodes",)  # AnyNode, StringNode, IntegerNode, EnumNode, ...
+# omegaconf value nodes (AnyNode, StringNode, EnumNode, ...) and typing references (Any, Union).
+_STAND_IN_MODULES = ("omegaconf.nodes", "typing")
 _TYPE_REF_PREFIXES = ("fairseq.", "examples.")  # structured-config classes and enums, never imported
 
 
@@ -80,6 +115,9 @@ class StandIn:
 def _stand_in_class(module: str, name: str) -> type:
     # One class per name so `plain_data` can tell DictConfig from Namespace.
     return type(name, (StandIn,), {"qualname": f"{module}.{name}", "__module__": __name__})
+
+
+_SAFE_CALLABLES = _safe_callables()
 
 
 class RestrictedUnpickler(pickle.Unpickler):

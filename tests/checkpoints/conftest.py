@@ -9,6 +9,7 @@ import types
 import typing
 from typing import Any, Callable, Optional
 
+import numpy as np
 import pytest
 import torch
 
@@ -33,7 +34,7 @@ def _make_omegaconf_module() -> dict[str, types.ModuleType]:
     class AnyNode:
         def __init__(self, value: Any, parent: Any) -> None:
             self.__dict__.update(_val=value, _parent=parent,
-                                 _metadata=ContainerMetadata(ref_type=typing.Any, object_type=None, optional=True))
+                                 _metadata=ContainerMetadata(ref_type=typing.Optional[str], object_type=None, optional=True))
 
     class DictConfig:
         def __init__(self, content: dict[str, Any], parent: Any = None) -> None:
@@ -126,7 +127,7 @@ def write_fairseq(fake_omegaconf, tmp_path) -> Callable[..., Any]:
             mutate(state)
         ckpt = {"cfg": fake_omegaconf({"model": fairseq_model_cfg(cfg, kind), "task": {"_name": "x"}}),
                 "model": state, "args": None, "optimizer_history": [{"num_updates": 10}],
-                "extra_state": {"epoch": 2}}
+                "extra_state": {"epoch": 2, "val_loss": np.float64(1.5), "lr": np.arange(3.0)}}
         path = tmp_path / f"{kind}.pt"
         torch.save(ckpt, path)
         return path, cfg, model, teacher

@@ -51,6 +51,14 @@ def test_text_ema_keys_are_relative_to_the_blocks(write_fairseq):
     assert "0.attn.qkv.weight" in ema and not any(k.startswith("modality") for k in ema)
 
 
+def test_config_objects_and_numpy_extra_state_become_plain_data(write_fairseq):
+    path, cfg, *_ = write_fairseq("image")
+    ckpt = load_checkpoint(path)
+    assert isinstance(ckpt["cfg"], dict) and ckpt["cfg"]["model"]["depth"] == cfg.model.encoder.depth
+    assert ckpt["cfg"]["model"]["modalities"]["image"]["decoder"]["decoder_dim"] == "${model.embed_dim}"
+    assert ckpt["extra_state"]["val_loss"] == 1.5 and list(ckpt["extra_state"]["lr"]) == [0.0, 1.0, 2.0]
+
+
 def test_without_ema_there_is_no_teacher(write_fairseq):
     path, *_ = write_fairseq("audio", with_ema=False)
     assert import_fairseq(path)[2] is None
