@@ -8,7 +8,6 @@ rebuilt from our preset for that modality with every stored field we understand 
 from __future__ import annotations
 
 import ast
-import logging
 from pathlib import Path
 from typing import Any, Optional
 
@@ -20,8 +19,6 @@ from data2vec.checkpoints.keymaps import (
 from data2vec.checkpoints.unpickle import CheckpointReadError, load_checkpoint, resolve_interpolations
 from data2vec.config import ConfigError, PretrainConfig, from_dict, to_dict
 from data2vec.presets import get_preset
-
-log = logging.getLogger(__name__)
 
 PRESET_FOR = {"image": "data2vec2_image_base", "audio": "data2vec2_audio_base", "text": "data2vec2_text_base"}
 
@@ -61,12 +58,16 @@ MODALITY_FIELDS = {
     "text": _COMMON_MODALITY_FIELDS + (
         ("input.max_positions", "max_source_positions"), ("input.embed_dropout", "dropout")),
 }
-# Stored settings our architecture cannot reproduce: (modality field, unsupported value).
+# Stored settings our architecture cannot reproduce: (field, unsupported value). Pre-LN
+# (`layer_norm_first`) moves fairseq's prenet norm to the end, which our prenet does not do.
+MODEL_UNSUPPORTED = (("layer_norm_first", True), ("norm_affine", False))
 UNSUPPORTED = {
-    "image": (("use_alibi_encoder", True),),
+    "image": (("use_alibi_encoder", True), ("fixed_positions", False), ("transformer_decoder", True)),
     "audio": (("use_alibi_encoder", False), ("learned_alibi_scale_per_layer", True),
-              ("learned_alibi_scale_per_head", False), ("learned_alibi", True)),
-    "text": (("use_alibi_encoder", True),),
+              ("learned_alibi_scale_per_head", False), ("learned_alibi", True), ("conv_pos_pre_ln", True),
+              ("extractor_mode", "default")),
+    "text": (("use_alibi_encoder", True), ("learned_pos", False), ("no_scale_embedding", False),
+             ("layernorm_embedding", False), ("no_token_positional_embeddings", True)),
 }
 
 
@@ -143,9 +144,11 @@ def detect_modality(model_cfg: dict[str, Any], state: dict[str, Tensor], path: P
 def rebuild_config(model_cfg: dict[str, Any], kind: str, state: dict[str, Tensor], path: Path) -> PretrainConfig:
     """Our preset for `kind` with the stored fairseq fields copied in (type-checked)."""
     mod_cfg = (model_cfg.get("modalities") or {}).get(kind) or {}
-    for name, bad in UNSUPPORTED[kind]:
-        if mod_cfg.get(name) == bad:
-            raise ConfigError(f"{path}: cfg.model.modalities.{kind}.{name}={bad} is not supported by our model")
+    checks = [(model_cfg, "cfg.model", MODEL_UNSUPPORTED), (mod_cfg, f"cfg.model.modalities.{kind}", UNSUPPORTED[kind])]
+    for section, where, table in checks:
+        for name, bad in table:
+            if name in section and section[name] == bad:
+                raise ConfigError(f"{path}: {where}.{name}={bad!r} is not supported by our model")
     data = to_dict(get_preset(PRESET_FOR[kind]))
     model = data["model"]
     for ours, theirs in MODEL_FIELDS:

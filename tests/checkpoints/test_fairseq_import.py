@@ -11,15 +11,14 @@ from data2vec.algorithms.data2vec2 import Data2Vec2Model
 from data2vec.checkpoints.fairseq import import_fairseq, parse_conv_spec
 from data2vec.checkpoints.keymaps import KeyMapError
 from data2vec.checkpoints.unpickle import CheckpointReadError, UnsafeCheckpointError, load_checkpoint
+from data2vec.config import ConfigError
 from data2vec.data.synthetic import synthetic_batch
 
 KINDS = ["image", "audio", "text"]
 
 
-def sample_input(cfg, model: Data2Vec2Model) -> dict:
+def sample_input(cfg) -> dict:
     torch.manual_seed(1)
-    if cfg.model.input.kind == "image":
-        return {"image": torch.randn(2, 3, 224, 224)}
     return synthetic_batch(cfg.model.input, 2)
 
 
@@ -37,7 +36,7 @@ def test_fairseq_round_trip_is_exact(kind, write_fairseq):
     restored.load_state_dict(student)
     for k, v in model.state_dict().items():
         assert torch.equal(student[k], v), k
-    batch = sample_input(cfg, model)
+    batch = sample_input(cfg)
     assert torch.equal(features(restored, batch), features(model, batch))
     assert teacher_state is not None and teacher_state.keys() == teacher.state_dict().keys()
     for k, v in teacher.state_dict().items():
@@ -141,6 +140,20 @@ def test_truncated_and_foreign_files_give_clear_errors(write_fairseq, tmp_path):
         load_checkpoint(text)
     with pytest.raises(CheckpointReadError, match="no such checkpoint"):
         load_checkpoint(tmp_path / "missing.pt")
+
+
+@pytest.mark.parametrize("kind,section,field,value", [
+    ("image", "modality", "use_alibi_encoder", True),
+    ("audio", "modality", "extractor_mode", "default"),
+    ("text", "model", "layer_norm_first", True),
+])
+def test_settings_we_cannot_reproduce_are_named(kind, section, field, value, write_fairseq):
+    def edit(model_cfg: dict) -> None:
+        (model_cfg if section == "model" else model_cfg["modalities"][kind])[field] = value
+
+    path, *_ = write_fairseq(kind, mutate_cfg=edit)
+    with pytest.raises(ConfigError, match=f"{field}={value!r} is not supported"):
+        import_fairseq(path)
 
 
 def test_other_model_types_are_named(fake_omegaconf, tmp_path):
