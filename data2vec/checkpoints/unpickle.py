@@ -25,8 +25,9 @@ from typing import Any
 import torch
 
 
-class UnsafeCheckpointError(pickle.UnpicklingError):
-    """The pickle references a global that is not on the allow-list."""
+class UnsafeCheckpointError(pickle.UnpicklingError, ValueError):
+    """The pickle references a global that is not on the allow-list (a ValueError, so the
+    command line reports it as a plain error)."""
 
 
 class CheckpointReadError(ValueError):

@@ -11,6 +11,7 @@ from data2vec.algorithms.data2vec2 import Data2Vec2Model
 from data2vec.checkpoints.fairseq import import_fairseq, parse_conv_spec
 from data2vec.checkpoints.keymaps import KeyMapError
 from data2vec.checkpoints.unpickle import CheckpointReadError, UnsafeCheckpointError, load_checkpoint
+from data2vec.cli import main
 from data2vec.config import ConfigError
 from data2vec.data.synthetic import synthetic_batch
 
@@ -117,12 +118,14 @@ class _RunsCode:
         return os.system, (f"touch {self.marker}",)
 
 
-def test_pickle_that_runs_code_is_refused(tmp_path):
+def test_pickle_that_runs_code_is_refused(tmp_path, capsys):
     marker, path = tmp_path / "pwned", tmp_path / "evil.pt"
     torch.save({"model": {}, "cfg": _RunsCode(str(marker))}, path)
     with pytest.raises(UnsafeCheckpointError, match=r"references (posix|os)\.system, which is not allowed") as err:
         load_checkpoint(path)
     assert str(path) in str(err.value)
+    assert main(["inspect", str(path)]) == 2
+    assert "which is not allowed" in capsys.readouterr().err
     assert not marker.exists()
 
 

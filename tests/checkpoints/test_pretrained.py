@@ -89,5 +89,6 @@ def test_convert_and_inspect_verbs(write_fairseq, tmp_path, capsys):
     again = tmp_path / "again"
     assert main(["convert", str(dst), str(again), "--no-teacher"]) == 0
     assert not (again / TEACHER_FILE).exists()
+    assert read_metadata(again / MODEL_FILE)["source"] == "image.pt"  # provenance (license) survives
     assert main(["convert", str(tmp_path / "missing.pt"), str(again)]) == 2
     assert "no such file" in capsys.readouterr().err
