@@ -18,7 +18,6 @@ import collections
 import pickle
 import re
 import types
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +100,8 @@ class StandIn:
     """A recorded, never-imported object: `qualname`, constructor `args` and `state`."""
 
     qualname = "?"
+    args: tuple = ()  # NEWOBJ/BUILD bypass __init__, so the defaults live on the class
+    state: Any = None
 
     def __init__(self, *args: Any) -> None:
         self.args = args
@@ -167,7 +168,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         obj = torch.load(path, map_location="cpu", pickle_module=restricted_pickle, weights_only=False)
     except UnsafeCheckpointError as e:
         raise UnsafeCheckpointError(f"{path}: {e}") from None
-    except (EOFError, RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, OSError) as e:
+    except Exception as e:  # noqa: BLE001 -- any other failure means the file cannot be read as data
         raise CheckpointReadError(
             f"{path}: not a readable torch checkpoint (truncated or another format?): {type(e).__name__}: {e}"
         ) from e

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import collections
 import os
 
 import pytest
@@ -57,6 +59,15 @@ def test_config_objects_and_numpy_extra_state_become_plain_data(write_fairseq):
     assert isinstance(ckpt["cfg"], dict) and ckpt["cfg"]["model"]["depth"] == cfg.model.encoder.depth
     assert ckpt["cfg"]["model"]["modalities"]["image"]["decoder"]["decoder_dim"] == "${model.embed_dim}"
     assert ckpt["extra_state"]["val_loss"] == 1.5 and list(ckpt["extra_state"]["lr"]) == [0.0, 1.0, 2.0]
+
+
+def test_argparse_namespaces_become_dicts(tmp_path):
+    path = tmp_path / "old.pt"
+    torch.save({"args": argparse.Namespace(arch="data2vec_audio", lr=[5e-4]), "empty": argparse.Namespace(),
+                "model": collections.OrderedDict(w=torch.ones(2))}, path)
+    ckpt = load_checkpoint(path)
+    assert ckpt["args"] == {"arch": "data2vec_audio", "lr": [5e-4]} and ckpt["empty"] == {}
+    assert torch.equal(ckpt["model"]["w"], torch.ones(2))
 
 
 def test_without_ema_there_is_no_teacher(write_fairseq):
