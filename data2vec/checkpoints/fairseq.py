@@ -14,7 +14,7 @@ from typing import Any, Optional
 from torch import Tensor
 
 from data2vec.checkpoints.keymaps import (
-    FAIRSEQ_MODALITY, fairseq_d2v2_student_map, fairseq_d2v2_teacher_map, fix_legacy_fairseq, map_state,
+    FAIRSEQ_MODALITY, KeyMapError, fairseq_d2v2_student_map, fairseq_d2v2_teacher_map, fix_legacy_fairseq, map_state,
 )
 from data2vec.checkpoints.unpickle import CheckpointReadError, load_checkpoint, resolve_interpolations
 from data2vec.config import ConfigError, PretrainConfig, from_dict, to_dict
@@ -165,7 +165,10 @@ def rebuild_config(model_cfg: dict[str, Any], kind: str, state: dict[str, Tensor
         _set_conv_spec(model["input"], mod_cfg["feature_encoder_spec"], path)
     if kind == "text":
         # The vocabulary comes from the task's dictionary, so read it off the embedding.
-        model["input"]["vocab_size"] = int(state[f"{m}local_encoder.embed_tokens.weight"].shape[0])
+        embed = state.get(f"{m}local_encoder.embed_tokens.weight")
+        if embed is None:
+            raise KeyMapError(f"{path} [model]: missing key '{m}local_encoder.embed_tokens.weight'")
+        model["input"]["vocab_size"] = int(embed.shape[0])
     try:
         return from_dict(PretrainConfig, data)
     except ConfigError as e:

@@ -117,11 +117,11 @@ def make_model(kind: str, seed: int = 0) -> tuple[PretrainConfig, Data2Vec2Model
 
 @pytest.fixture
 def write_fairseq(fake_omegaconf, tmp_path) -> Callable[..., Any]:
-    """write_fairseq(kind, mutate=None, with_ema=True, mutate_cfg=None) -> (path, cfg, model,
-    teacher_module); `mutate(state)` / `mutate_cfg(model_cfg)` edit what is saved."""
+    """write_fairseq(kind, mutate=None, with_ema=True, mutate_cfg=None, plain_cfg=False) -> (path,
+    cfg, model, teacher_module); `mutate(state)` / `mutate_cfg(model_cfg)` edit what is saved."""
 
     def write(kind: str, mutate: Optional[Callable[[dict], None]] = None, with_ema: bool = True,
-              mutate_cfg: Optional[Callable[[dict], None]] = None):
+              mutate_cfg: Optional[Callable[[dict], None]] = None, plain_cfg: bool = False):
         cfg, model, teacher = make_model(kind)
         state = fairseq_state(model, teacher if with_ema else None, kind)
         if mutate is not None:
@@ -129,7 +129,9 @@ def write_fairseq(fake_omegaconf, tmp_path) -> Callable[..., Any]:
         model_cfg = fairseq_model_cfg(cfg, kind)
         if mutate_cfg is not None:
             mutate_cfg(model_cfg)
-        ckpt = {"cfg": fake_omegaconf({"model": model_cfg, "task": {"_name": "x"}}),
+        stored = {"model": model_cfg, "task": {"_name": "x"}}
+        # Newer fairseq stores OmegaConf.to_container(cfg) (plain dicts); older files the DictConfig.
+        ckpt = {"cfg": stored if plain_cfg else fake_omegaconf(stored),
                 "model": state, "args": None, "optimizer_history": [{"num_updates": 10}],
                 "extra_state": {"epoch": 2, "val_loss": np.float64(1.5), "lr": np.arange(3.0)}}
         path = tmp_path / f"{kind}.pt"

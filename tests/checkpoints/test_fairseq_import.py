@@ -30,9 +30,9 @@ def features(model: Data2Vec2Model, batch: dict) -> torch.Tensor:
         return model.extract_features(batch[model.modality.input_key], batch.get("padding_mask")).x
 
 
-@pytest.mark.parametrize("kind", KINDS)
-def test_fairseq_round_trip_is_exact(kind, write_fairseq):
-    path, cfg, model, teacher = write_fairseq(kind)
+@pytest.mark.parametrize("kind,plain_cfg", [(k, False) for k in KINDS] + [("text", True)])
+def test_fairseq_round_trip_is_exact(kind, plain_cfg, write_fairseq):
+    path, cfg, model, teacher = write_fairseq(kind, plain_cfg=plain_cfg)
     new_cfg, student, teacher_state = import_fairseq(path)
     assert new_cfg.model == cfg.model  # every stored field came back, interpolations resolved
     restored = Data2Vec2Model(new_cfg.model).eval()
