@@ -36,13 +36,14 @@ def save_pretrained(
     model: nn.Module | dict[str, Tensor],
     cfg: PretrainConfig,
     directory: str | Path,
-    teacher: Optional[nn.Module | dict[str, Tensor]] = None,
+    teacher: Optional[Any] = None,
     metadata: Optional[dict[str, str]] = None,
 ) -> Path:
     """Write `cfg` and the model's (and teacher module's) tensors to `directory`.
 
-    `model`/`teacher` may be modules or state dicts; `metadata` (str -> str, e.g. the source
-    file) is stored in the safetensors header. Returns the directory.
+    `model` may be a module (DDP/compile wrappers are unwrapped) or a state dict; `teacher` an
+    `EMATeacher`, its module, or a state dict. `metadata` (str -> str, e.g. the source file) is
+    stored in the safetensors header. Returns the directory.
     """
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)

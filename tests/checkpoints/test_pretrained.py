@@ -92,3 +92,13 @@ def test_convert_and_inspect_verbs(write_fairseq, tmp_path, capsys):
     assert read_metadata(again / MODEL_FILE)["source"] == "image.pt"  # provenance (license) survives
     assert main(["convert", str(tmp_path / "missing.pt"), str(again)]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+def test_an_ema_teacher_object_is_saved_as_its_module(tiny_model, tmp_path):
+    from data2vec.algorithms.ema import EMATeacher
+
+    cfg, model, _ = tiny_model("audio")
+    ema = model.make_teacher()
+    assert isinstance(ema, EMATeacher)
+    save_pretrained(model, cfg, tmp_path, teacher=ema)
+    _exact(from_pretrained(tmp_path)[2], ema.module.state_dict())
