@@ -4,7 +4,7 @@
 PY := .venv/bin/python
 STAMP := .venv/.installed
 
-.PHONY: setup demo test test-slow test-all bench clean
+.PHONY: setup demo test test-slow test-all bench-image bench-speech bench-text clean
 
 $(STAMP): pyproject.toml scripts/setup.sh
 	bash scripts/setup.sh
@@ -22,6 +22,16 @@ test-slow: $(STAMP)
 
 test-all: $(STAMP)
 	$(PY) -m pytest -q -m "slow or not slow"
+
+# Benchmarks (results and the exact commands are recorded in docs/benchmarks.md).
+bench-image: $(STAMP)
+	$(PY) benchmarks/image_throughput.py --preset data2vec2_image_fmnist --steps 10
+
+bench-speech: $(STAMP)
+	OMP_NUM_THREADS=1 $(PY) benchmarks/speech.py --pretrain-min 10 --ft-steps 600 --labeled 300
+
+bench-text: $(STAMP)
+	OMP_NUM_THREADS=1 $(PY) benchmarks/text.py --out runs/bench-text
 
 clean:
 	rm -rf runs build *.egg-info
