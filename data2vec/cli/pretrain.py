@@ -19,6 +19,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="a config.json to start from instead of a preset")
     p.add_argument("--out", default="runs/pretrain", help="run directory (default: runs/pretrain)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--init", help="start from these weights (fairseq .pt or a save_pretrained folder); without "
+                                  "--preset/--config the model config comes from them too")
     p.add_argument("--force", action="store_true", help="overwrite a non-empty run directory")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides, e.g. train.lr=3e-4")
@@ -29,6 +31,10 @@ def resolve_config(args: argparse.Namespace) -> PretrainConfig:
         if args.preset or args.config:
             raise ValueError("--resume takes the run's own config; do not pass --preset or --config")
         cfg = from_dict(PretrainConfig, load_checkpoint(Path(args.out) / LAST)["config"])
+    elif args.init and not (args.preset or args.config):
+        from data2vec.checkpoints.load import read_weights
+
+        cfg = read_weights(args.init)[0]
     elif args.config:
         cfg = load_config(args.config)
     elif args.preset:
@@ -41,6 +47,9 @@ def resolve_config(args: argparse.Namespace) -> PretrainConfig:
 def run(args: argparse.Namespace) -> int:
     cfg = resolve_config(args)
     print("resolved config:\n" + json.dumps(to_dict(cfg), indent=2), flush=True)
-    summary = pretrain(cfg, args.out, resume=args.resume, force=args.force, progress=not args.no_progress)
+    if args.init and args.resume:
+        raise ValueError("--init starts a new run; --resume continues one: use one of them")
+    summary = pretrain(cfg, args.out, resume=args.resume, force=args.force, progress=not args.no_progress,
+                       init=args.init)
     print(json.dumps(summary, indent=2))
     return 0

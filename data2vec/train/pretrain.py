@@ -86,7 +86,8 @@ def _to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
 class Trainer:
     """Holds model, teacher, optimizer and data for one run; `train()` runs the loop."""
 
-    def __init__(self, cfg: PretrainConfig, run_dir: str | Path, resume: bool = False, force: bool = False) -> None:
+    def __init__(self, cfg: PretrainConfig, run_dir: str | Path, resume: bool = False, force: bool = False,
+                 init: Optional[str | Path] = None) -> None:
         self.run_dir = Path(run_dir)
         prepare_run_dir(self.run_dir, resume, force)
         ckpt = load_checkpoint(self.run_dir / LAST) if resume else None
@@ -97,8 +98,12 @@ class Trainer:
         self.cfg = cfg
         self.device = resolve_device(cfg.train.device)
         torch.manual_seed(cfg.train.seed)
-        self.model = build_model(cfg.model).to(self.device)
+        self.model = build_model(cfg.model)
+        teacher_state = self._load_init(init) if init and ckpt is None else None
+        self.model.to(self.device)
         self.teacher = self.model.make_teacher().to(self.device)
+        if teacher_state is not None:
+            self.teacher.module.load_state_dict(teacher_state)
         self.optimizer = build_optimizer(self.model, cfg.train)
         self.data = build_pretrain_data(cfg.data, cfg.model.input, cfg.train)
         self.state = RunState()
@@ -107,6 +112,18 @@ class Trainer:
             self._restore(ckpt)
         save_config(cfg, str(self.run_dir / "config.json"))
         self.metrics = MetricLogger(self.run_dir)
+
+    def _load_init(self, init: str | Path) -> Optional[dict[str, Any]]:
+        """Continued pretraining: student (and teacher, when the file has one) from `init`."""
+        from data2vec.checkpoints.load import read_weights
+
+        _, student, teacher = read_weights(init)
+        try:
+            self.model.load_state_dict(student)
+        except RuntimeError as e:
+            raise ValueError(f"--init {init}: weights do not fit the model config: {e}") from e
+        log.info("initialised from %s (%s teacher)", init, "with its" if teacher is not None else "copying the student as")
+        return teacher
 
     # ------------------------------------------------------------------ checkpoints
     def checkpoint(self) -> dict[str, Any]:
@@ -219,9 +236,13 @@ class Trainer:
 
 
 def pretrain(cfg: PretrainConfig, run_dir: str | Path, resume: bool = False, force: bool = False,
-             progress: bool = True) -> dict[str, Any]:
-    """Pretrain with `cfg` into `run_dir` (or continue it with `resume=True`)."""
-    return Trainer(cfg, run_dir, resume=resume, force=force).train(progress=progress)
+             progress: bool = True, init: Optional[str | Path] = None) -> dict[str, Any]:
+    """Pretrain with `cfg` into `run_dir` (or continue it with `resume=True`).
+
+    `init` starts student and teacher from released or exported weights (a fairseq `.pt` or a
+    `save_pretrained` folder): continued pretraining on new data.
+    """
+    return Trainer(cfg, run_dir, resume=resume, force=force, init=init).train(progress=progress)
 
 
 def load_pretrained(path: str | Path, weights: str = "student", device: Optional[str] = None) -> torch.nn.Module:

@@ -107,3 +107,20 @@ def test_checkpoint_that_runs_code_is_refused(tmp_path):
     torch.save({"x": Evil()}, path)
     with pytest.raises(ValueError, match="cannot read checkpoint"):
         load_checkpoint(path)
+
+
+def test_init_continues_from_exported_weights(fmnist_train, tmp_path):
+    from data2vec.checkpoints.pretrained import save_pretrained
+
+    cfg = _cfg(fmnist_train, "train.max_steps=2")
+    trainer = Trainer(cfg, tmp_path / "a")
+    trainer.train(progress=False)
+    save_pretrained(trainer.model, cfg, tmp_path / "export", teacher=trainer.teacher)
+    fresh = Trainer(cfg, tmp_path / "b", init=tmp_path / "export")
+    for k, v in trainer.model.state_dict().items():
+        assert torch.equal(fresh.model.state_dict()[k], v), k
+    for k, v in trainer.teacher.module.state_dict().items():
+        assert torch.equal(fresh.teacher.module.state_dict()[k], v), k
+    other = apply_overrides(cfg, ["model.encoder.dim=48", "model.decoder.dim=48"])
+    with pytest.raises(ValueError, match="do not fit the model config"):
+        Trainer(other, tmp_path / "c", init=tmp_path / "export")
