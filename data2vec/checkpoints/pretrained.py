@@ -3,7 +3,6 @@ continued pretraining, `teacher.safetensors`. Loading it never unpickles anythin
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Optional
 
@@ -12,7 +11,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-from data2vec.config import ConfigError, PretrainConfig, from_dict, to_dict
+from data2vec.config import PretrainConfig, load_config, save_config
 
 CONFIG_FILE, MODEL_FILE, TEACHER_FILE = "config.json", "model.safetensors", "teacher.safetensors"
 FORMAT_NAME, FORMAT_VERSION = "data2vec", 1
@@ -49,8 +48,7 @@ def save_pretrained(
     out.mkdir(parents=True, exist_ok=True)
     meta = {"format": FORMAT_NAME, "format_version": str(FORMAT_VERSION), **(metadata or {})}
     state = model if isinstance(model, dict) else _unwrap(model).state_dict()
-    with open(out / CONFIG_FILE, "w") as f:
-        json.dump(to_dict(cfg), f, indent=2)
+    save_config(cfg, str(out / CONFIG_FILE))
     save_file(_tensors(state), str(out / MODEL_FILE), metadata=meta)
     if teacher is not None:
         tstate = teacher if isinstance(teacher, dict) else _unwrap(teacher).state_dict()
@@ -65,11 +63,7 @@ def read_pretrained(directory: str | Path) -> tuple[PretrainConfig, dict[str, Te
     d = Path(directory)
     if not (d / CONFIG_FILE).is_file() or not (d / MODEL_FILE).is_file():
         raise FileNotFoundError(f"{d}: not a data2vec checkpoint folder (needs {CONFIG_FILE} and {MODEL_FILE})")
-    try:
-        with open(d / CONFIG_FILE) as f:
-            cfg = from_dict(PretrainConfig, json.load(f))
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"{d / CONFIG_FILE}: invalid JSON: {e}") from e
+    cfg = load_config(str(d / CONFIG_FILE))
     return cfg, _load(d / MODEL_FILE), (_load(d / TEACHER_FILE) if (d / TEACHER_FILE).is_file() else None)
 
 

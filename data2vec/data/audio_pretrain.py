@@ -11,11 +11,11 @@ from dataclasses import dataclass
 from typing import Any, Iterator, Optional
 
 import numpy as np
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from data2vec.config import DataConfig, InputConfig, TrainConfig, register_kind
 from data2vec.data.audio import AudioDataset, LengthBucketSampler, collate_audio
-from data2vec.train.data import register_data
+from data2vec.train.data import epoch_loader, register_data
 
 
 @register_kind
@@ -72,11 +72,7 @@ class AudioPretrainData:
 
     def batches(self, epoch: int, start: int = 0) -> Iterator[dict[str, Any]]:
         plan = [[(epoch, i) for i in b] for b in self.sampler.batches(epoch)[start:]]
-        loader = DataLoader(
-            _EpochItems(self.dataset, self.seed), batch_sampler=plan, collate_fn=collate_pretrain,
-            num_workers=self.num_workers,
-        )
-        return iter(loader)
+        return epoch_loader(_EpochItems(self.dataset, self.seed), plan, collate_pretrain, self.seed, self.num_workers)
 
 
 def open_audio(data: AudioDataConfig, seed: int) -> AudioDataset:

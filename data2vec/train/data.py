@@ -82,6 +82,20 @@ class SeededDataset(Dataset):
             return self.base[index]
 
 
+def epoch_loader(
+    dataset: Dataset, plan: Sampler | list, collate: Callable, seed: int, num_workers: int = 0
+) -> Iterator[dict[str, Any]]:
+    """Iterate `plan` (batches of (epoch, index) keys) through a DataLoader.
+
+    The loader gets its own generator: a loader without one draws its worker base seed from the
+    global RNG each time an iterator starts, which would shift dropout and decoder noise after a
+    resume (the iterator starts mid-epoch there, at the epoch start otherwise).
+    """
+    loader = DataLoader(dataset, batch_sampler=plan, collate_fn=collate, num_workers=num_workers,
+                        generator=torch.Generator().manual_seed(seed))
+    return iter(loader)
+
+
 @dataclass
 class FixedBatchData:
     """`PretrainData` for datasets batched at a fixed size (images, text blocks).
@@ -105,16 +119,7 @@ class FixedBatchData:
 
     def batches(self, epoch: int, start: int = 0) -> Iterator[dict[str, Any]]:
         sampler = EpochBatchSampler(self.num_samples, self.batch_size, self.seed, epoch, start)
-        loader = DataLoader(
-            SeededDataset(self.dataset, self.seed),
-            batch_sampler=sampler,
-            collate_fn=self.collate,
-            num_workers=self.num_workers,
-            # Its own generator keeps the loader from consuming the global RNG.
-            generator=torch.Generator().manual_seed(self.seed),
-            persistent_workers=False,
-        )
-        return iter(loader)
+        return epoch_loader(SeededDataset(self.dataset, self.seed), sampler, self.collate, self.seed, self.num_workers)
 
 
 class SkipCounter:

@@ -23,7 +23,7 @@ from data2vec.eval.metrics import accuracy
 from data2vec.heads.classification import MeanPoolClassifier, classification_loss
 from data2vec.heads.ctc import CTCHead, Vocabulary, ctc_loss, error_rates, greedy_decode
 from data2vec.masking.audio import span_mask
-from data2vec.presets import get_preset, list_presets
+from data2vec.presets import get_preset
 from data2vec.train.checkpoint import load_checkpoint
 from data2vec.train.finetune import FinetuneConfig, FinetuneModel, finetune
 from data2vec.train.pretrain import build_model, resolve_device
@@ -101,7 +101,6 @@ class AudioBackbone(nn.Module):
 
 def backbone_config(cfg: SpeechFinetuneConfig) -> tuple[ModelConfig, Optional[dict]]:
     """The model config (fine-tuning layerdrop applied) and the pretrained weights, if any."""
-    list_presets()  # registers the config kinds from_dict needs
     if cfg.init:
         ckpt = load_checkpoint(cfg.init)
         if "config" not in ckpt or "model" not in ckpt:
@@ -210,7 +209,6 @@ def load_finetuned(path: str | Path, device: str = "cpu") -> tuple[FinetuneModel
     ckpt = load_checkpoint(path)
     if ckpt.get("format") != "data2vec-finetune-checkpoint":
         raise ValueError(f"{path} is not a data2vec fine-tuning checkpoint (data2vec finetune writes finetuned.pt)")
-    list_presets()  # registers the config kinds from_dict needs
     cfg = from_dict(SpeechFinetuneConfig, ckpt["config"])
     model_cfg = from_dict(ModelConfig, ckpt["model_config"])
     model = FinetuneModel(build_backbone(cfg, model_cfg, None), make_head(cfg, model_cfg.encoder.dim, len(ckpt["outputs"])))

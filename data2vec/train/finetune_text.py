@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-import data2vec.modalities.text  # noqa: F401  (registers the "text" input config kind)
+from data2vec.algorithms.data2vec2 import init_bert_params
 from data2vec.config import PretrainConfig, from_dict, save_config, to_dict
 from data2vec.data.text_corpus import collate_tokens
 from data2vec.data.text_labeled import LabeledTexts, TokenLabeledTexts
@@ -30,7 +30,7 @@ from data2vec.heads.sequence import EncoderWithHead, FirstTokenHead
 from data2vec.heads.token import IGNORE, TokenHead, word_token_labels
 from data2vec.train.checkpoint import load_checkpoint, save_atomic
 from data2vec.train.optim import param_groups
-from data2vec.train.pretrain import build_model, load_pretrained, resolve_device
+from data2vec.train.pretrain import build_model, model_from_checkpoint, resolve_device
 
 log = logging.getLogger("data2vec")
 TASKS = ("classification", "regression", "token")
@@ -126,22 +126,20 @@ def num_outputs(task: str, train: LabeledTexts | TokenLabeledTexts) -> int:
 
 def build_text_model(checkpoint: str | Path, cfg: TextFinetuneConfig, outputs: int) -> tuple[EncoderWithHead, PretrainConfig]:
     """The checkpoint's encoder (pretrained or re-initialized) with a fresh task head."""
-    pre = from_dict(PretrainConfig, load_checkpoint(checkpoint)["config"])
+    ckpt = load_checkpoint(checkpoint)
+    pre = from_dict(PretrainConfig, ckpt["config"])
     if pre.model.input.kind != "text":
         raise ValueError(f"{checkpoint}: a {pre.model.input.kind!r} model, not a text model")
     torch.manual_seed(cfg.seed)
     if cfg.init == "pretrained":
-        model = load_pretrained(checkpoint, cfg.weights)
+        model = model_from_checkpoint(ckpt, cfg.weights, path=str(checkpoint))
     elif cfg.init == "random":
         model = build_model(pre.model)
     else:
         raise ValueError(f"init must be 'pretrained' or 'random', got {cfg.init!r}")
     dim = pre.model.encoder.dim
     head = TokenHead(dim, outputs, cfg.head_dropout) if cfg.task == "token" else FirstTokenHead(dim, outputs, cfg.head_dropout)
-    for m in head.modules():  # BERT init, as fairseq's heads
-        if isinstance(m, torch.nn.Linear):
-            torch.nn.init.normal_(m.weight, std=0.02)
-            torch.nn.init.zeros_(m.bias)
+    head.apply(init_bert_params)  # as fairseq's heads
     return EncoderWithHead(model.modality, model.encoder, head), pre
 
 

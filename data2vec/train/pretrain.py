@@ -17,7 +17,6 @@ from tqdm import tqdm
 
 from data2vec import __version__
 from data2vec.algorithms.data2vec2 import Data2Vec2Model
-from data2vec.algorithms.ema import EMATeacher
 from data2vec.config import ModelConfig, PretrainConfig, from_dict, save_config, to_dict
 from data2vec.train.checkpoint import load_checkpoint, rng_state, save_atomic, set_rng_state
 from data2vec.train.data import PretrainData, SkipCounter, build_pretrain_data
@@ -247,7 +246,12 @@ def pretrain(cfg: PretrainConfig, run_dir: str | Path, resume: bool = False, for
 
 def load_pretrained(path: str | Path, weights: str = "student", device: Optional[str] = None) -> torch.nn.Module:
     """Rebuild a model from one of our training checkpoints (student or EMA teacher weights)."""
-    ckpt = load_checkpoint(path)
+    return model_from_checkpoint(load_checkpoint(path), weights, device, str(path))
+
+
+def model_from_checkpoint(ckpt: dict[str, Any], weights: str = "student", device: Optional[str] = None,
+                          path: str = "checkpoint") -> torch.nn.Module:
+    """`load_pretrained` for a checkpoint dict already in memory."""
     cfg = from_dict(PretrainConfig, ckpt["config"])
     model = build_model(cfg.model)
     model.load_state_dict(ckpt["model"])

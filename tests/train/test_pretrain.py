@@ -124,3 +124,17 @@ def test_init_continues_from_exported_weights(fmnist_train, tmp_path):
     other = apply_overrides(cfg, ["model.encoder.dim=48", "model.decoder.dim=48"])
     with pytest.raises(ValueError, match="do not fit the model config"):
         Trainer(other, tmp_path / "c", init=tmp_path / "export")
+
+
+@pytest.mark.integration
+def test_audio_stop_and_resume_matches_an_uninterrupted_run(speech_corpus, tmp_path):
+    # Audio batches come from their own sampler; the loader must not draw from the global RNG.
+    cfg = apply_overrides(get_preset("data2vec2_audio_tiny"), [
+        f"data.path={speech_corpus / 'train.tsv'}", "data.min_sample_size=8000", "train.max_steps=6",
+        "train.log_every=1", "train.batch_size=4", "model.encoder.dropout=0.1"])
+    pretrain(cfg, tmp_path / "full", progress=False)
+    pretrain(apply_overrides(cfg, ["train.max_steps=3"]), tmp_path / "split", progress=False)
+    pretrain(cfg, tmp_path / "split", resume=True, progress=False)
+    full = [r["loss"] for r in read_metrics(tmp_path / "full" / "metrics.jsonl")]
+    split = [r["loss"] for r in read_metrics(tmp_path / "split" / "metrics.jsonl")]
+    assert len(split) == 6 and split == full
