@@ -77,6 +77,7 @@ class TargetConfig:
     """How teacher layers become regression targets (reference sections 1.5, 2.3)."""
 
     top_k: int = 8
+    layer: str = "ffn"  # "ffn": FFN output before the last residual; "block": end-of-block (1.0 vision)
     instance_norm_layers: bool = True
     layer_norm_layers: bool = False
     layer_norm_final: bool = False
@@ -96,12 +97,16 @@ class TeacherConfig:
 
     all: the whole backbone (image); context: everything after the local encoder (audio);
     blocks: only the shared Transformer blocks (text).
+    `copied` names teacher parameters (by prefix, e.g. "modality.local_encoder") that are copied
+    from the student at every update instead of averaged: fairseq's `skip_keys` (data2vec 1.0
+    text embeddings, speech positional convs).
     """
 
     decay: float = 0.999
     end_decay: float = 0.9999
     anneal_steps: int = 30_000
     scope: str = "all"
+    copied: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -113,6 +118,9 @@ class InputConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
+    """version 2: data2vec 2.0 (student drops masked tokens, conv decoder, M views);
+    version 1: data2vec 1.0 (student sees mask tokens, regression head = `decoder.projection_*`)."""
+
     version: int = 2
     input: InputConfig = field(default_factory=InputConfig)
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
@@ -142,6 +150,8 @@ class TrainConfig:
     eps: float = 1e-8
     weight_decay: float = 0.05
     warmup_steps: int = 0
+    schedule: str = "cosine"  # "cosine" to min_lr, or fairseq "tri_stage" (warm-up, hold, decay to min_lr)
+    hold_steps: int = 0  # tri_stage: steps at the peak lr after warm-up
     max_steps: int = 1000
     batch_size: int = 16  # samples per micro-batch, before the M masked copies
     grad_accum: int = 1

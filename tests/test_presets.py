@@ -32,7 +32,7 @@ def _step(cfg):
 @pytest.mark.parametrize("name", list(list_presets()))
 def test_every_preset_at_tiny_size(name):
     cfg = get_preset(name)
-    _step(apply_overrides(cfg, tiny_overrides(cfg.model.input.kind)))
+    _step(apply_overrides(cfg, tiny_overrides(cfg.model.input.kind, cfg.model.version)))
 
 
 def test_image_base_full_size_builds_and_runs_a_step():

@@ -3,42 +3,22 @@ and M masked views per sample share one teacher pass (reference section 2)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Optional
 
 import torch
 from torch import Tensor, nn
 
+from data2vec.algorithms.common import (  # noqa: F401  (re-exported for callers of this module)
+    PretrainOutput, RepresentationCollapse, check_collapse, check_model_config, encode_unmasked, init_bert_params,
+    make_teacher, teacher_targets,
+)
 from data2vec.algorithms.ema import EMATeacher
 from data2vec.algorithms.losses import feature_std, regression_loss
-from data2vec.algorithms.targets import make_targets
 from data2vec.config import ModelConfig
 from data2vec.decoders.conv import decoder_input
 from data2vec.masking.common import make_mask_info
 from data2vec.modalities.base import build_modality
 from data2vec.nn.encoder import EncoderOutput, TransformerEncoder
-
-TEACHER_SCOPES = ("all", "context", "blocks")
-
-
-@dataclass
-class PretrainOutput:
-    """loss: scalar to backpropagate; logs: detached floats (loss parts, collapse monitors)."""
-
-    loss: Tensor
-    logs: dict[str, float] = field(default_factory=dict)
-
-
-def init_bert_params(module: nn.Module) -> None:
-    """BERT-style init used by fairseq data2vec: N(0, 0.02) Linear/Embedding weights, zero bias."""
-    if isinstance(module, nn.Linear):
-        nn.init.normal_(module.weight, std=0.02)
-        if module.bias is not None:
-            nn.init.zeros_(module.bias)
-    elif isinstance(module, nn.Embedding):
-        nn.init.normal_(module.weight, std=0.02)
-        if module.padding_idx is not None:
-            module.weight.data[module.padding_idx].zero_()
 
 
 class Data2Vec2Model(nn.Module):
@@ -50,8 +30,7 @@ class Data2Vec2Model(nn.Module):
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
-        if cfg.teacher.scope not in TEACHER_SCOPES:
-            raise ValueError(f"model.teacher.scope={cfg.teacher.scope!r}; expected one of {TEACHER_SCOPES}")
+        check_model_config(cfg)
         self.cfg = cfg
         self.modality = build_modality(cfg.input, cfg.encoder)
         self.encoder = TransformerEncoder(cfg.encoder)
@@ -62,31 +41,13 @@ class Data2Vec2Model(nn.Module):
     # ------------------------------------------------------------------ teacher
     def make_teacher(self) -> EMATeacher:
         """EMA copy of the parts named by `teacher.scope`; the rest stays shared."""
-        scope = self.cfg.teacher.scope
-        if scope == "blocks":
-            return EMATeacher(nn.ModuleDict({"encoder": self.encoder}), self.cfg.teacher)
-        parts = nn.ModuleDict({"modality": self.modality, "encoder": self.encoder})
-        drop = ("modality.local_encoder",) if scope == "context" else ()
-        return EMATeacher(parts, self.cfg.teacher, drop=drop)
+        return make_teacher(self.modality, self.encoder, self.cfg)
 
-    @torch.no_grad()
     def teacher_targets(
         self, teacher: EMATeacher, inputs: Tensor, feats: Tensor, padding_mask: Optional[Tensor]
     ) -> Tensor:
         """Targets from one teacher pass over the unmasked input. Returns (B, T, D) float32."""
-        t = teacher.module
-        scope = self.cfg.teacher.scope
-        if scope == "all":
-            tf, tpad = t["modality"].local_features(inputs, padding_mask)
-            ctx = t["modality"].contextualize(tf, tpad, None)
-        elif scope == "context":
-            ctx = t["modality"].contextualize(feats.detach(), padding_mask, None)
-        else:
-            ctx = self.modality.contextualize(feats.detach(), padding_mask, None)
-        out = t["encoder"](ctx.x, ctx.padding_mask, ctx.attn_bias)
-        E = self.modality.num_extra_tokens
-        layers = [lr[:, E:] for lr in out.layer_results]
-        return make_targets(layers, self.cfg.targets, padding_mask)
+        return teacher_targets(self.modality, teacher, self.cfg, inputs, feats, padding_mask)
 
     # ------------------------------------------------------------------ pretraining
     def pretrain_forward(
@@ -141,31 +102,10 @@ class Data2Vec2Model(nn.Module):
         logs["pred_std"] = feature_std(pred_masked).item()
         logs["masked_views"] = float(B * M)
         logs["loss"] = loss.item()
-        self._collapse_guard(logs, step)
+        check_collapse(cfg, logs, step)
         return PretrainOutput(loss, logs)
-
-    def _collapse_guard(self, logs: dict[str, float], step: int) -> None:
-        cfg = self.cfg
-        if step < cfg.collapse_check_after:
-            return
-        if cfg.min_target_std > 0 and logs["target_std"] < cfg.min_target_std:
-            raise RepresentationCollapse(
-                f"step {step}: target std {logs['target_std']:.4f} < model.min_target_std={cfg.min_target_std}; "
-                "the teacher's representations are collapsing (try a lower train.lr or a longer warm-up)"
-            )
-        if cfg.min_pred_std > 0 and logs["pred_std"] < cfg.min_pred_std:
-            raise RepresentationCollapse(
-                f"step {step}: prediction std {logs['pred_std']:.4f} < model.min_pred_std={cfg.min_pred_std}; "
-                "the student's predictions are collapsing (try a lower train.lr or a longer warm-up)"
-            )
 
     # ------------------------------------------------------------------ inference
     def extract_features(self, inputs: Tensor, padding_mask: Optional[Tensor] = None) -> EncoderOutput:
         """Encode every token (no masking). Returns outputs with extra tokens kept at the front."""
-        feats, pad = self.modality.local_features(inputs, padding_mask)
-        ctx = self.modality.contextualize(feats, pad, None)
-        return self.encoder(ctx.x, ctx.padding_mask, ctx.attn_bias)
-
-
-class RepresentationCollapse(RuntimeError):
-    """Raised by the collapse guard when target or prediction std falls below its threshold."""
+        return encode_unmasked(self.modality, self.encoder, inputs, padding_mask)

@@ -40,32 +40,40 @@ class EMATeacher:
             setattr(self.module.get_submodule(parent) if parent else self.module, name, None)
         self.module.requires_grad_(False)
         self.decay = cfg.decay
-        self._pairs: list[tuple[torch.Tensor, torch.Tensor]] | None = None
+        self._pairs: list[tuple[torch.Tensor, torch.Tensor, bool]] | None = None
+        names = [n for n, _ in self.module.named_parameters()]
+        for prefix in cfg.copied:
+            if not any(n == prefix or n.startswith(prefix + ".") for n in names):
+                raise ValueError(f"model.teacher.copied: {prefix!r} names no teacher parameter")
 
-    def _match(self, student: nn.Module) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    def _match(self, student: nn.Module) -> list[tuple[torch.Tensor, torch.Tensor, bool]]:
+        """(teacher tensor, student tensor, averaged?) for every teacher parameter and buffer."""
         src = dict(student.named_parameters())
         src.update(dict(student.named_buffers()))
         pairs = []
         for name, t in list(self.module.named_parameters()) + list(self.module.named_buffers()):
             if name not in src:
                 raise RuntimeError(f"teacher tensor {name!r} has no student counterpart")
-            pairs.append((t, src[name]))
+            copied = any(name == p or name.startswith(p + ".") for p in self.cfg.copied)
+            pairs.append((t, src[name], isinstance(t, nn.Parameter) and t.is_floating_point() and not copied))
         return pairs
 
     @torch.no_grad()
     def update(self, student: nn.Module, step: int) -> float:
         """teacher <- decay * teacher + (1 - decay) * student, for the decay at `step` (>= 1).
 
-        Parameters are matched to the student's by name; buffers are copied. Returns the decay.
+        Parameters are matched to the student's by name; buffers and the parameters named by
+        `cfg.copied` are copied. Returns the decay.
         """
         self.decay = ema_decay(step, self.cfg.decay, self.cfg.end_decay, self.cfg.anneal_steps)
         if self._pairs is None:
             self._pairs = self._match(student)
-        params = [(t, s) for t, s in self._pairs if t.is_floating_point() and isinstance(t, nn.Parameter)]
-        if self.decay < 1.0 and params:
-            torch._foreach_lerp_([t for t, _ in params], [s.detach().to(t.dtype) for t, s in params], 1.0 - self.decay)
-        for t, s in self._pairs:
-            if not isinstance(t, nn.Parameter):
+        averaged = [(t, s) for t, s, avg in self._pairs if avg]
+        if self.decay < 1.0 and averaged:
+            torch._foreach_lerp_([t for t, _ in averaged], [s.detach().to(t.dtype) for t, s in averaged],
+                                 1.0 - self.decay)
+        for t, s, avg in self._pairs:
+            if not avg:
                 t.copy_(s)
         return self.decay
 

@@ -29,7 +29,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     cfg = from_dict(PretrainConfig, load_checkpoint(args.checkpoint)["config"])
     inp = cfg.model.input
-    if inp.kind != "image":
+    if inp.kind not in ("image", "beit"):
         raise ValueError(f"{args.checkpoint}: probe supports image models; this one is {inp.kind!r}")
     tf = eval_transform(inp.image_size, cfg.data.mean, cfg.data.std)
     datasets = []

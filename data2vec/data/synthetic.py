@@ -27,6 +27,7 @@ def synthetic_batch(cfg: InputConfig, batch_size: int = 2) -> dict[str, Any]:
     return _MAKERS[cfg.kind](cfg, batch_size)
 
 
+@register_synthetic("beit")
 @register_synthetic("image")
 def _images(cfg: InputConfig, batch_size: int) -> dict[str, Any]:
     return {"image": torch.randn(batch_size, cfg.in_chans, cfg.image_size, cfg.image_size)}

@@ -25,6 +25,22 @@ def decoder_input(x: Tensor, info: MaskInfo, noise_std: float, dropout: float, t
     return restore_tokens(x, noise, info)
 
 
+def projection(dim: int, out_dim: int, layers: int = 1, ratio: float = 2.0) -> nn.Module:
+    """Linear (layers=1) or Linear(dim, ratio*dim)-GELU-...-Linear(., out_dim): the decoder's
+    output projection and data2vec 1.0's regression head (fairseq `final_proj` /
+    `regression_head`, whose Sequential indices 0 and 2 this layout keeps)."""
+    if layers < 1:
+        raise ValueError(f"model.decoder.projection_layers={layers}; need at least 1")
+    mods: list[nn.Module] = []
+    cur = dim
+    for i in range(layers - 1):
+        nxt = int(cur * ratio) if i == 0 else cur
+        mods += [nn.Linear(cur, nxt), nn.GELU()]
+        cur = nxt
+    mods.append(nn.Linear(cur, out_dim))
+    return mods[0] if len(mods) == 1 else nn.Sequential(*mods)
+
+
 class _ChannelLayerNorm(nn.Module):
     """Parameter-free LayerNorm over the channel axis of a (B, C, ...) tensor."""
 
@@ -53,14 +69,7 @@ class ConvDecoder(nn.Module):
             )
             for i in range(cfg.layers)
         )
-        proj: list[nn.Module] = []
-        cur = cfg.dim
-        for i in range(cfg.projection_layers - 1):
-            nxt = int(cur * cfg.projection_ratio) if i == 0 else cur
-            proj += [nn.Linear(cur, nxt), nn.GELU()]
-            cur = nxt
-        proj.append(nn.Linear(cur, input_dim))
-        self.proj = proj[0] if len(proj) == 1 else nn.Sequential(*proj)
+        self.proj = projection(cfg.dim, input_dim, cfg.projection_layers, cfg.projection_ratio)
 
     def forward(self, x: Tensor) -> Tensor:
         """x: (B, T, D) with T = H*W for 2-D. Returns (B, T, D)."""

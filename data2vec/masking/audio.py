@@ -95,10 +95,13 @@ def span_mask(
     span: int,
     padding_mask: Optional[Tensor] = None,
     generator: Optional[torch.Generator] = None,
+    same_count: bool = False,
 ) -> Tensor:
-    """wav2vec 2.0 fine-tuning mask (`compute_mask_indices`): row b draws
+    """wav2vec 2.0 span mask (`compute_mask_indices`): row b draws
     `int(mask_prob * T_b / span + u)`, u ~ U[0, 1), span starts among its real frames; spans may
-    overlap, so fewer than `mask_prob * T_b` frames end up masked. Counts differ per row.
+    overlap, so fewer than `mask_prob * T_b` frames end up masked. Counts differ per row unless
+    `same_count`, which keeps a random subset of the smallest row count in every row (fairseq
+    `require_same_masks`, used by data2vec 1.0 speech pretraining with p=0.65, span 10).
 
     Used for time masking (frames) and channel masking (feature channels) during fine-tuning.
     Returns (B, T) bool, True = masked; never on padding.
@@ -110,4 +113,7 @@ def span_mask(
     counts = (mask_prob * lens / span + torch.rand(batch, generator=generator)).long()  # (B,)
     room = (lens - span + 1).clamp_min(1)
     starts = (torch.rand(batch, max(1, int(counts.max())), generator=generator) * room[:, None]).long()
-    return set_spans(starts, counts, span, lens, length)
+    mask = set_spans(starts, counts, span, lens, length)
+    if same_count:
+        mask = exact_count_within(mask, mask, int(mask.sum(1).min()), generator)
+    return mask

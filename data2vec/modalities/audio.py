@@ -5,6 +5,10 @@ Raw 16 kHz waveform -> wav2vec 2.0 conv feature extractor (50 Hz) -> LayerNorm +
 the zero-filled full sequence -> ALiBi bias gathered to the kept frames -> context encoder
 (input LayerNorm + prenet blocks) -> shared Transformer. Decoder: the 1-D conv decoder.
 
+data2vec 1.0 speech uses the same parts with `alibi=False` and `mask_type="span"`; its student
+keeps every frame, masked ones replaced by the model's learned mask embedding before the
+positional convs (reference 1.2).
+
 Submodule names follow fairseq's `modality_encoders.AUDIO.*` layout (`conv_layers.{i}.0`,
 `project_features.{1,2}`, `relative_positional_encoder.{1..5}.0`, `alibi_scale`) so a
 checkpoint key map is a prefix change.
@@ -23,11 +27,10 @@ from torch import Tensor, nn
 from data2vec.config import DecoderConfig, EncoderConfig, InputConfig, register_kind
 from data2vec.data.synthetic import register_synthetic
 from data2vec.decoders.conv import ConvDecoder
-from data2vec.masking.audio import block_mask_1d
+from data2vec.masking.audio import block_mask_1d, span_mask
 from data2vec.masking.common import MaskInfo, gather_tokens
 from data2vec.modalities.base import Context, register_modality
 from data2vec.nn.encoder import TransformerEncoder
-
 
 
 @register_kind
@@ -47,8 +50,8 @@ class AudioInputConfig(InputConfig):
     mask_length: int = 5
     mask_noise_std: float = 0.01  # noise at masked slots of the decoder input
     alibi_scale_init: float = 1.0  # learned per-head ALiBi scale, clamped >= 0
-
-
+    alibi: bool = True  # 2.0 adds ALiBi to attention; 1.0 has only the conv positions
+    mask_type: str = "block"  # "block": 2.0 block mask; "span": wav2vec 2.0 spans, equal counts (1.0)
     @property
     def conv_layers(self) -> tuple[tuple[int, int, int], ...]:
         """(channels, kernel, stride) per feature-extractor layer."""
@@ -185,8 +188,11 @@ class AudioEncoder(nn.Module):
         self.relative_positional_encoder = conv_positional_encoder(
             enc.dim, cfg.conv_pos_depth, cfg.conv_pos_width, cfg.conv_pos_groups
         )
-        self.register_buffer("slopes", alibi_slopes(enc.num_heads), persistent=False)
-        self.alibi_scale = nn.Parameter(torch.full((enc.num_heads,), cfg.alibi_scale_init))
+        if cfg.mask_type not in ("block", "span"):
+            raise ValueError(f"model.input.mask_type={cfg.mask_type!r}; expected 'block' or 'span'")
+        if cfg.alibi:
+            self.register_buffer("slopes", alibi_slopes(enc.num_heads), persistent=False)
+            self.alibi_scale = nn.Parameter(torch.full((enc.num_heads,), cfg.alibi_scale_init))
         self.context_encoder = TransformerEncoder(enc, depth=cfg.prenet_depth, input_norm=True)
 
     def local_features(self, audio: Tensor, padding_mask: Optional[Tensor] = None) -> tuple[Tensor, Optional[Tensor]]:
@@ -203,6 +209,8 @@ class AudioEncoder(nn.Module):
 
     def make_mask(self, padding_mask: Optional[Tensor], batch: int, length: int, generator: torch.Generator) -> Tensor:
         c = self.cfg
+        if c.mask_type == "span":
+            return span_mask(batch, length, c.mask_prob, c.mask_length, padding_mask, generator, same_count=True)
         return block_mask_1d(batch, length, c.mask_prob, c.mask_length, c.mask_prob_adjust, padding_mask, generator)
 
     def contextualize(self, x: Tensor, padding_mask: Optional[Tensor], info: Optional[MaskInfo]) -> Context:
@@ -224,7 +232,9 @@ class AudioEncoder(nn.Module):
             x = gather_tokens(x, info.ids_keep)
             positions = info.ids_keep
             padding_mask = gather_tokens(padding_mask, info.ids_keep) if padding_mask is not None else None
-        bias = alibi_bias(positions, self.slopes, self.alibi_scale.clamp_min(0)).to(x.dtype)
+        bias = None
+        if self.cfg.alibi:
+            bias = alibi_bias(positions, self.slopes, self.alibi_scale.clamp_min(0)).to(x.dtype)
         x = self.context_encoder(x, padding_mask, bias).x
         return Context(x, padding_mask, bias)
 

@@ -13,6 +13,11 @@ A modality encoder is an `nn.Module` with:
   feature extraction, fine-tuning).
 - `build_decoder(cfg) -> nn.Module`: the data2vec 2.0 decoder for this modality.
 - `noise_std`: std of the noise placed at masked slots of the decoder input.
+
+data2vec 1.0 uses `contextualize(..., info=None)` on features whose masked positions already
+hold the model's mask embedding. A modality that masks raw ids instead (text: `<mask>`) sets
+`masks_input_tokens = True` and provides `corrupt(inputs, selected, generator) -> (inputs,
+loss_mask)`. A 1.0-only modality (BEiT images) raises in `build_decoder`.
 """
 
 from __future__ import annotations

@@ -1,5 +1,10 @@
-"""Text input side of data2vec 2.0: token + learned position embeddings, embedding LayerNorm and
-dropout (all in `local_encoder`), random token masking and the 1-D conv decoder (reference 2.1)."""
+"""Text input side of data2vec: token + learned position embeddings, embedding LayerNorm and
+dropout (all in `local_encoder`), token masking and the 1-D conv decoder (reference 1.3, 2.1).
+
+data2vec 2.0 drops a random, equal-count set of tokens (`mask_type="random"`); data2vec 1.0
+replaces fairseq `masked_lm` selections by `<mask>` (`mask_type="mlm"`; `<mask>` is the last id,
+`vocab_size - 1`, as fairseq's masked_lm task and our tokenizers place it).
+"""
 
 from __future__ import annotations
 
@@ -13,7 +18,7 @@ from data2vec.config import DecoderConfig, EncoderConfig, InputConfig, register_
 from data2vec.data.synthetic import register_synthetic
 from data2vec.decoders.conv import ConvDecoder
 from data2vec.masking.common import MaskInfo, gather_tokens
-from data2vec.masking.text import random_token_mask
+from data2vec.masking.text import bert_corrupt, mlm_span_mask, random_token_mask
 from data2vec.modalities.base import Context, register_modality
 from data2vec.nn.encoder import TransformerEncoder
 
@@ -29,6 +34,10 @@ class TextInputConfig(InputConfig):
     prenet_depth: int = 0  # modality-specific blocks before the shared ones
     mask_prob: float = 0.48
     mask_noise_std: float = 0.01
+    mask_type: str = "random"  # "random": 2.0 equal-count drop; "mlm": 1.0 masked_lm selection
+    mask_span: int = 1  # mlm: tokens per selected span (the released 1.0 config uses 4)
+    random_token_prob: float = 0.0  # mlm: share of selected tokens replaced by a random id (BERT 0.1)
+    leave_unmasked_prob: float = 0.0  # mlm: share of selected tokens left unchanged (BERT 0.1)
 
 
 def make_positions(not_padding: Tensor, pad_id: int) -> Tensor:
@@ -64,9 +73,12 @@ class TextEmbedding(nn.Module):
 class TextEncoder(nn.Module):
     input_key = "tokens"
     num_extra_tokens = 0  # the <s> token is part of the text; no CLS is added
+    masks_input_tokens = True  # data2vec 1.0 masks ids (<mask>), not features
 
     def __init__(self, cfg: TextInputConfig, enc: EncoderConfig) -> None:
         super().__init__()
+        if cfg.mask_type not in ("random", "mlm"):
+            raise ValueError(f"model.input.mask_type={cfg.mask_type!r}; expected 'random' or 'mlm'")
         self.cfg = cfg
         self.noise_std = cfg.mask_noise_std
         self.local_encoder = TextEmbedding(cfg, enc.dim, enc.norm_eps)
@@ -91,7 +103,20 @@ class TextEncoder(nn.Module):
 
     def make_mask(self, padding_mask: Optional[Tensor], batch: int, length: int, generator: torch.Generator) -> Tensor:
         pad = padding_mask.cpu() if padding_mask is not None else None
+        if self.cfg.mask_type == "mlm":
+            return mlm_span_mask(batch, length, self.cfg.mask_prob, self.cfg.mask_span, pad, generator)
         return random_token_mask(batch, length, self.cfg.mask_prob, pad, generator)
+
+    def corrupt(self, tokens: Tensor, selected: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        """data2vec 1.0 student input: selected tokens become <mask> (or random / unchanged).
+
+        tokens, selected: (B, T). Returns corrupted ids (B, T) and the loss positions (B, T),
+        those now holding <mask>.
+        """
+        c = self.cfg
+        out, at_mask = bert_corrupt(tokens.cpu(), selected.cpu(), c.vocab_size - 1, c.random_token_prob,
+                                    c.leave_unmasked_prob, generator=generator)
+        return out.to(tokens.device), at_mask.to(tokens.device)
 
     def contextualize(self, x: Tensor, padding_mask: Optional[Tensor], info: Optional[MaskInfo]) -> Context:
         """x: (B, T, D) -> (B, T', D): drop masked tokens (keeping their padding flags), prenet."""

@@ -7,7 +7,7 @@ from typing import Callable
 from data2vec.config import PretrainConfig
 
 _PRESETS: dict[str, tuple[Callable[[], PretrainConfig], str]] = {}
-_TINY: dict[str, list[str]] = {}
+_TINY: dict[tuple[str, int], list[str]] = {}
 
 
 def register_preset(name: str, description: str):
@@ -22,14 +22,15 @@ def register_preset(name: str, description: str):
     return wrap
 
 
-def register_tiny_overrides(kind: str, overrides: list[str]) -> None:
-    """Overrides that shrink any preset of input `kind` to a few-second size (contract tests)."""
-    _TINY[kind] = list(overrides)
+def register_tiny_overrides(kind: str, overrides: list[str], version: int = 2) -> None:
+    """Overrides that shrink any preset of input `kind` and model `version` to a few-second
+    size (contract tests)."""
+    _TINY[(kind, version)] = list(overrides)
 
 
-def tiny_overrides(kind: str) -> list[str]:
+def tiny_overrides(kind: str, version: int = 2) -> list[str]:
     _load_all()
-    return _TINY[kind]
+    return _TINY[(kind, version)]
 
 
 def _load_all() -> None:

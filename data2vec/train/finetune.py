@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from data2vec.train.checkpoint import save_atomic
 from data2vec.train.optim import param_groups
+from data2vec.train.schedules import tri_stage
 
 log = logging.getLogger("data2vec")
 
@@ -45,17 +46,9 @@ class FinetuneConfig:
 
 
 def tri_stage_lr(step: int, base_lr: float, total: int, warmup_frac: float, hold_frac: float,
-                 final_scale: float, init_scale: float = 0.01) -> float:
-    """fairseq `tri_stage`: linear warm-up from init_scale*lr, hold, then exponential decay
-    to final_scale*lr at `total`."""
-    warm, hold = int(total * warmup_frac), int(total * hold_frac)
-    if step < warm:
-        return base_lr * (init_scale + (1 - init_scale) * step / warm)
-    if step < warm + hold:
-        return base_lr
-    decay_steps = max(1, total - warm - hold)
-    progress = min(1.0, (step - warm - hold) / decay_steps)
-    return base_lr * math.exp(math.log(final_scale) * progress)
+                 final_scale: float) -> float:
+    """fairseq `tri_stage` with phases given as fractions of `total` and a final lr scale."""
+    return tri_stage(step, base_lr, int(total * warmup_frac), int(total * hold_frac), total, base_lr * final_scale)
 
 
 class FinetuneModel(nn.Module):

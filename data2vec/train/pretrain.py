@@ -16,13 +16,14 @@ import torch
 from tqdm import tqdm
 
 from data2vec import __version__
+from data2vec.algorithms.data2vec1 import Data2Vec1Model
 from data2vec.algorithms.data2vec2 import Data2Vec2Model
 from data2vec.config import ModelConfig, PretrainConfig, from_dict, save_config, to_dict
 from data2vec.train.checkpoint import load_checkpoint, rng_state, save_atomic, set_rng_state
 from data2vec.train.data import PretrainData, SkipCounter, build_pretrain_data
 from data2vec.train.logging import MetricLogger, truncate_metrics
 from data2vec.train.optim import build_optimizer
-from data2vec.train.schedules import cosine_with_warmup
+from data2vec.train.schedules import learning_rate
 
 log = logging.getLogger("data2vec")
 LAST = "checkpoints/last.pt"
@@ -34,11 +35,14 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+MODELS = {1: Data2Vec1Model, 2: Data2Vec2Model}
+
+
 def build_model(cfg: ModelConfig) -> torch.nn.Module:
-    """The model for `cfg.version` (2: data2vec 2.0)."""
-    if cfg.version == 2:
-        return Data2Vec2Model(cfg)
-    raise ValueError(f"model.version={cfg.version} is not supported")
+    """The model for `cfg.version`: 1 = data2vec 1.0, 2 = data2vec 2.0."""
+    if cfg.version not in MODELS:
+        raise ValueError(f"model.version={cfg.version} is not supported; expected one of {sorted(MODELS)}")
+    return MODELS[cfg.version](cfg)
 
 
 @dataclass
@@ -134,7 +138,7 @@ class Trainer:
             "model": self.model.state_dict(),
             "teacher": self.teacher.state_dict(),
             "optimizer": self.optimizer.state_dict(),
-            "scheduler": {"step": s.step, "kind": "cosine_with_warmup"},
+            "scheduler": {"step": s.step, "kind": self.cfg.train.schedule},
             "state": {"step": s.step, "epoch": s.epoch, "batch_in_epoch": s.batch_in_epoch,
                       "samples_seen": s.samples_seen, "skipped": s.skipped},
             "rng": rng_state(),
@@ -159,7 +163,7 @@ class Trainer:
     def train_step(self, batches: Iterator[dict[str, Any]]) -> dict[str, float]:
         """One optimizer step over `grad_accum` micro-batches, then the teacher update."""
         tc, s = self.cfg.train, self.state
-        lr = cosine_with_warmup(s.step, tc.lr, tc.warmup_steps, tc.max_steps, tc.min_lr)
+        lr = learning_rate(s.step, tc.lr, tc.min_lr, tc.schedule, tc.warmup_steps, tc.hold_steps, tc.max_steps)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.model.train()

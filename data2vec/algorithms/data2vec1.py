@@ -1,0 +1,115 @@
+"""data2vec 1.0: the student encodes every token, masked ones replaced by a learned mask
+embedding (or `<mask>` ids for text), and a regression head predicts the teacher's targets at
+the masked positions (reference section 1).
+
+Per modality (reference table 1.5) the preset chooses: the target tensor
+(`targets.layer`: FFN output or end of block), the per-layer and final norms, the loss
+(`loss.beta`, `loss.scale`), the head (`decoder.projection_layers`: Linear or the 2-layer MLP),
+the EMA schedule and which parts the teacher averages, shares or copies (`teacher.scope`,
+`teacher.copied`).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+from torch import Tensor, nn
+
+from data2vec.algorithms.common import (
+    PretrainOutput, check_collapse, check_model_config, encode_unmasked, init_bert_params, make_teacher,
+    teacher_targets,
+)
+from data2vec.algorithms.ema import EMATeacher
+from data2vec.algorithms.losses import feature_std, regression_loss
+from data2vec.config import ModelConfig
+from data2vec.decoders.conv import projection
+from data2vec.modalities.base import build_modality
+from data2vec.nn.encoder import EncoderOutput, TransformerEncoder
+
+
+class Data2Vec1Model(nn.Module):
+    """Student = modality encoder + shared Transformer + regression head (`head`).
+
+    `mask_emb` (D,) replaces masked local features (speech `mask_emb`, BEiT `mask_token`); a
+    modality with `masks_input_tokens` (text) corrupts ids instead and has no `mask_emb`.
+    """
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        check_model_config(cfg)
+        if cfg.clone_batch != 1:
+            raise ValueError(f"model.clone_batch={cfg.clone_batch}: data2vec 1.0 uses one mask per sample")
+        self.cfg = cfg
+        D = cfg.encoder.dim
+        self.modality = build_modality(cfg.input, cfg.encoder)
+        self.encoder = TransformerEncoder(cfg.encoder)
+        self.head = projection(D, D, cfg.decoder.projection_layers, cfg.decoder.projection_ratio)
+        self.apply(init_bert_params)
+        self.mask_emb: Optional[nn.Parameter] = None
+        if not getattr(self.modality, "masks_input_tokens", False):
+            self.mask_emb = nn.Parameter(torch.empty(D))
+            if cfg.encoder.norm_first:  # BEiT: trunc_normal(0.02) mask token, depth-rescaled outputs
+                nn.init.trunc_normal_(self.mask_emb, std=0.02)
+                _beit_rescale(self.encoder)
+            else:  # wav2vec 2.0 / data2vec speech: uniform [0, 1)
+                nn.init.uniform_(self.mask_emb)
+
+    def make_teacher(self) -> EMATeacher:
+        """EMA copy of the parts named by `teacher.scope`; the rest stays shared."""
+        return make_teacher(self.modality, self.encoder, self.cfg)
+
+    def student_input(self, inputs: Tensor, feats: Tensor, raw_padding: Optional[Tensor], mask: Tensor,
+                      generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        """Local features with masked positions hidden, and the loss positions (B, T) bool."""
+        if self.mask_emb is None:
+            corrupted, loss_mask = self.modality.corrupt(inputs, mask, generator)
+            return self.modality.local_features(corrupted, raw_padding)[0], loss_mask
+        return torch.where(mask[..., None], self.mask_emb.to(feats.dtype), feats), mask
+
+    def pretrain_forward(
+        self,
+        batch: dict[str, Tensor],
+        teacher: EMATeacher,
+        generator: torch.Generator,
+        step: int = 0,
+    ) -> PretrainOutput:
+        """One data2vec 1.0 forward pass on a batch of B samples, one mask each.
+
+        Args:
+            batch: the modality's input under `modality.input_key` and optionally
+                "padding_mask" (B, T_raw) bool, True = padding.
+            generator: CPU generator for the masks (seed it per step for exact resumes).
+            step: optimizer step, for the collapse guard.
+        """
+        cfg, E = self.cfg, self.modality.num_extra_tokens
+        inputs, raw_pad = batch[self.modality.input_key], batch.get("padding_mask")
+        feats, pad = self.modality.local_features(inputs, raw_pad)  # (B, T, D)
+        B, T, _ = feats.shape
+        y = teacher_targets(self.modality, teacher, cfg, inputs, feats, pad)  # (B, T, D)
+        mask = self.modality.make_mask(pad, B, T, generator).to(feats.device)  # (B, T)
+        x, loss_mask = self.student_input(inputs, feats, raw_pad, mask, generator)
+        ctx = self.modality.contextualize(x, pad, None)
+        out = self.encoder(ctx.x, ctx.padding_mask, ctx.attn_bias)
+        pred = self.head(out.x[:, E:][loss_mask])  # (N_masked, D)
+        y_masked = y[loss_mask]
+        n = max(pred.shape[0], 1)
+        loss = regression_loss(pred, y_masked, cfg.loss.beta, cfg.loss.scale) / n
+        logs = {"loss_regression": loss.item(), "target_std": feature_std(y_masked).item(),
+                "pred_std": feature_std(pred).item(), "masked_views": float(B), "loss": loss.item(),
+                "mask_ratio": loss_mask.float().mean().item()}
+        check_collapse(cfg, logs, step)
+        return PretrainOutput(loss, logs)
+
+    def extract_features(self, inputs: Tensor, padding_mask: Optional[Tensor] = None) -> EncoderOutput:
+        """Encode every token (no masking). Returns outputs with extra tokens kept at the front."""
+        return encode_unmasked(self.modality, self.encoder, inputs, padding_mask)
+
+
+@torch.no_grad()
+def _beit_rescale(encoder: TransformerEncoder) -> None:
+    """BEiT's `fix_init_weight`: block i's output projections scaled by 1/sqrt(2 (i + 1))."""
+    for i, blk in enumerate(encoder.blocks):
+        blk.attn.proj.weight.div_(math.sqrt(2.0 * (i + 1)))
+        blk.mlp.fc2.weight.div_(math.sqrt(2.0 * (i + 1)))

@@ -1,0 +1,85 @@
+"""Image input side of data2vec 1.0 (BEiT backbone, reference 1.4): patch embedding, a CLS
+token, no absolute positions, one relative position bias shared by every block, and BEiT's
+block-wise masking. The student's masked patches hold the model's learned mask token.
+
+Used with a pre-LN encoder with layer scale (`encoder.norm_first=True`,
+`encoder.layer_scale_init=0.1` / 1e-4 / 1e-5), as BEiT. BEiT's attention has q and v biases but
+no k bias; our fused qkv keeps a k bias, which cannot change the output (it adds the same
+score to every key of a query, and softmax ignores that), so imported weights set it to zero.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+from torch import Tensor, nn
+
+from data2vec.config import DecoderConfig, EncoderConfig, InputConfig, register_kind
+from data2vec.masking.common import MaskInfo
+from data2vec.masking.image import beit_block_mask
+from data2vec.modalities.base import Context, register_modality
+from data2vec.modalities.image import PatchEmbed
+from data2vec.nn.relpos import RelativePositionBias
+
+
+@register_kind
+@dataclass(frozen=True)
+class BeitInputConfig(InputConfig):
+    kind: str = "beit"
+    image_size: int = 224
+    patch_size: int = 16
+    in_chans: int = 3
+    num_mask_patches: int = 120  # of 196 for 224 px / 16 px patches (about 61%)
+    min_mask_patches: int = 16  # smallest block
+    max_mask_patches: Optional[int] = None  # largest block; None: the whole grid
+    min_aspect: float = 0.3  # blocks' aspect ratio in [min_aspect, 1 / min_aspect]
+
+
+class BeitImageEncoder(nn.Module):
+    input_key = "image"
+    num_extra_tokens = 1
+
+    def __init__(self, cfg: BeitInputConfig, enc: EncoderConfig) -> None:
+        super().__init__()
+        if cfg.image_size % cfg.patch_size:
+            raise ValueError(f"image_size={cfg.image_size} is not a multiple of patch_size={cfg.patch_size}")
+        self.cfg = cfg
+        self.grid = cfg.image_size // cfg.patch_size
+        if not 0 < cfg.num_mask_patches < self.grid**2:
+            raise ValueError(f"model.input.num_mask_patches={cfg.num_mask_patches} must be in (0, {self.grid ** 2})")
+        self.local_encoder = PatchEmbed(cfg.patch_size, cfg.in_chans, enc.dim)
+        self.extra_tokens = nn.Parameter(torch.zeros(1, 1, enc.dim))
+        nn.init.trunc_normal_(self.extra_tokens, std=0.02)
+        self.rel_pos_bias = RelativePositionBias((self.grid, self.grid), enc.num_heads)
+
+    def local_features(self, image: Tensor, padding_mask: Optional[Tensor] = None) -> tuple[Tensor, None]:
+        """image: (B, C, H, W) -> patches (B, L, D)."""
+        if image.shape[-2:] != (self.cfg.image_size, self.cfg.image_size):
+            raise ValueError(f"expected {self.cfg.image_size}x{self.cfg.image_size} images, got {tuple(image.shape[-2:])}")
+        return self.local_encoder(image), None
+
+    def make_mask(self, padding_mask: Optional[Tensor], batch: int, length: int, generator: torch.Generator) -> Tensor:
+        c = self.cfg
+        return beit_block_mask(batch, self.grid, self.grid, c.num_mask_patches, c.min_mask_patches,
+                               c.max_mask_patches, c.min_aspect, None, generator)
+
+    def contextualize(self, x: Tensor, padding_mask: Optional[Tensor], info: Optional[MaskInfo]) -> Context:
+        """x: (B, L, D) patches -> (B, 1 + L, D) with CLS first, plus the shared relative bias."""
+        if info is not None:
+            raise ValueError("the BEiT image encoder keeps every patch (data2vec 1.0); use model.version=1")
+        x = torch.cat([self.extra_tokens.expand(x.shape[0], -1, -1).to(x.dtype), x], dim=1)
+        return Context(x, None, self.rel_pos_bias())
+
+    def build_decoder(self, cfg: DecoderConfig) -> nn.Module:
+        raise ValueError("model.input.kind='beit' is the data2vec 1.0 backbone; it has no 2.0 decoder "
+                         "(use model.version=1, or model.input.kind='image' for 2.0)")
+
+
+@register_modality("beit")
+def _build(cfg: BeitInputConfig, enc: EncoderConfig) -> BeitImageEncoder:
+    if not enc.norm_first:
+        raise ValueError("model.input.kind='beit' needs the pre-LN encoder (model.encoder.norm_first=true)")
+    return BeitImageEncoder(cfg, enc)
+
