@@ -31,6 +31,22 @@ class MeanPoolClassifier(nn.Module):
         return self.proj(self.dropout(masked_mean(x, padding_mask)))
 
 
+class PooledNormClassifier(nn.Module):
+    """Image classification as BEiT / data2vec fine-tuning: mean of the patch tokens (extra
+    tokens skipped), LayerNorm (`fc_norm`), Linear (`head`). Names match BEiT, HF and fairseq
+    `mae_image_classification`."""
+
+    def __init__(self, dim: int, num_classes: int, num_extra_tokens: int = 1, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.skip = num_extra_tokens
+        self.fc_norm = nn.LayerNorm(dim, eps=eps)
+        self.head = nn.Linear(dim, num_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """x: (B, E + T, D) encoder output -> logits (B, C)."""
+        return self.head(self.fc_norm(x[:, self.skip:].mean(1)))
+
+
 def classification_loss(logits: Tensor, labels: Tensor) -> Tensor:
     """Mean cross-entropy: logits (B, C), labels (B,) class ids."""
     return F.cross_entropy(logits.float(), labels)

@@ -35,11 +35,11 @@ _BUILDERS: dict[str, Callable[[InputConfig, EncoderConfig], nn.Module]] = {}
 @dataclass
 class Context:
     """x: (B, E + T', D) tokens for the shared encoder; padding_mask: (B, E + T') | None;
-    attn_bias: (B|1, H, E + T', E + T') | None."""
+    attn_bias: (B|1, H, E + T', E + T') | None, or one such bias per block."""
 
     x: Tensor
     padding_mask: Optional[Tensor] = None
-    attn_bias: Optional[Tensor] = None
+    attn_bias: Optional[Tensor | list[Tensor]] = None
 
 
 def register_modality(kind: str):

@@ -35,6 +35,9 @@ class BeitInputConfig(InputConfig):
     min_mask_patches: int = 16  # smallest block
     max_mask_patches: Optional[int] = None  # largest block; None: the whole grid
     min_aspect: float = 0.3  # blocks' aspect ratio in [min_aspect, 1 / min_aspect]
+    # "shared": one table for all blocks (pretraining); "per_layer": one per block, as BEiT's
+    # fine-tuning copies the shared table into every block (released fine-tuned files).
+    rel_pos_bias: str = "shared"
 
 
 class BeitImageEncoder(nn.Module):
@@ -52,7 +55,13 @@ class BeitImageEncoder(nn.Module):
         self.local_encoder = PatchEmbed(cfg.patch_size, cfg.in_chans, enc.dim)
         self.extra_tokens = nn.Parameter(torch.zeros(1, 1, enc.dim))
         nn.init.trunc_normal_(self.extra_tokens, std=0.02)
-        self.rel_pos_bias = RelativePositionBias((self.grid, self.grid), enc.num_heads)
+        grid = (self.grid, self.grid)
+        if cfg.rel_pos_bias == "shared":
+            self.rel_pos_bias = RelativePositionBias(grid, enc.num_heads)
+        elif cfg.rel_pos_bias == "per_layer":
+            self.rel_pos_bias = nn.ModuleList(RelativePositionBias(grid, enc.num_heads) for _ in range(enc.depth))
+        else:
+            raise ValueError(f"model.input.rel_pos_bias={cfg.rel_pos_bias!r}; expected 'shared' or 'per_layer'")
 
     def local_features(self, image: Tensor, padding_mask: Optional[Tensor] = None) -> tuple[Tensor, None]:
         """image: (B, C, H, W) -> patches (B, L, D)."""
@@ -70,6 +79,8 @@ class BeitImageEncoder(nn.Module):
         if info is not None:
             raise ValueError("the BEiT image encoder keeps every patch (data2vec 1.0); use model.version=1")
         x = torch.cat([self.extra_tokens.expand(x.shape[0], -1, -1).to(x.dtype), x], dim=1)
+        if isinstance(self.rel_pos_bias, nn.ModuleList):
+            return Context(x, None, [b() for b in self.rel_pos_bias])
         return Context(x, None, self.rel_pos_bias())
 
     def build_decoder(self, cfg: DecoderConfig) -> nn.Module:

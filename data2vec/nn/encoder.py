@@ -60,14 +60,20 @@ class TransformerEncoder(nn.Module):
         self,
         x: Tensor,
         padding_mask: Optional[Tensor] = None,
-        attn_bias: Optional[Tensor] = None,
+        attn_bias: Optional[Tensor | list[Tensor]] = None,
     ) -> EncoderOutput:
-        """x: (B, T, D); padding_mask: (B, T) bool; attn_bias: (B|1, H|1, T, T) additive."""
+        """x: (B, T, D); padding_mask: (B, T) bool; attn_bias: (B|1, H|1, T, T) additive, or a
+        list of one such bias per block (BEiT fine-tuned models' per-layer relative positions)."""
         if self.input_norm is not None:
             x = self.input_dropout(self.input_norm(x))
-        attn_mask = combine_masks(padding_mask, attn_bias, x.dtype)
+        if isinstance(attn_bias, (list, tuple)):
+            if len(attn_bias) != len(self.blocks):
+                raise ValueError(f"{len(attn_bias)} attention biases for {len(self.blocks)} blocks")
+            masks = [combine_masks(padding_mask, b, x.dtype) for b in attn_bias]
+        else:
+            masks = [combine_masks(padding_mask, attn_bias, x.dtype)] * len(self.blocks)
         layer_results, block_outputs = [], []
-        for blk in self.blocks:
+        for blk, attn_mask in zip(self.blocks, masks):
             if self.training and self.layer_drop > 0 and torch.rand(()) < self.layer_drop:
                 continue
             x, ffn = blk(x, attn_mask)
