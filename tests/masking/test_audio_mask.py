@@ -53,3 +53,15 @@ def test_span_mask_never_on_padding_and_roughly_mask_prob():
     assert 0.35 < frac < 0.65  # overlapping spans cover about 1 - exp(-0.65)
     channels = span_mask(3, 64, 0.25, 8, None, torch.Generator().manual_seed(1))
     assert channels.shape == (3, 64) and channels.any(1).all()
+
+
+def test_span_mask_same_count_trims_every_row_to_the_smallest_count():
+    pad = torch.zeros(6, 300, dtype=torch.bool)
+    pad[3:, 200:] = True
+    g = torch.Generator().manual_seed(3)
+    free = span_mask(6, 300, 0.65, 10, pad, torch.Generator().manual_seed(3))
+    same = span_mask(6, 300, 0.65, 10, pad, g, same_count=True)
+    counts = same.sum(1)
+    assert (counts == counts[0]).all() and int(counts[0]) == int(free.sum(1).min())
+    assert not (same & pad).any()
+    assert not (same & ~free).any()  # a subset of the spans drawn, never new positions

@@ -138,3 +138,16 @@ def test_audio_stop_and_resume_matches_an_uninterrupted_run(speech_corpus, tmp_p
     full = [r["loss"] for r in read_metrics(tmp_path / "full" / "metrics.jsonl")]
     split = [r["loss"] for r in read_metrics(tmp_path / "split" / "metrics.jsonl")]
     assert len(split) == 6 and split == full
+
+
+def test_tri_stage_schedule_warms_up_holds_and_decays_to_min_lr():
+    from data2vec.train.schedules import learning_rate
+
+    lrs = [learning_rate(s, 1e-3, 1e-5, "tri_stage", 10, 80, 100) for s in range(101)]
+    assert lrs[0] == pytest.approx(1e-5) and lrs[10] == pytest.approx(1e-3)
+    assert all(v == pytest.approx(1e-3) for v in lrs[10:90])
+    assert lrs[100] == pytest.approx(1e-5) and all(a >= b for a, b in zip(lrs[90:], lrs[91:]))
+    with pytest.raises(ValueError, match="min_lr"):
+        learning_rate(0, 1e-3, 0.0, "tri_stage", 10, 80, 100)
+    with pytest.raises(ValueError, match="train.schedule"):
+        learning_rate(0, 1e-3, 0.0, "linear", 10, 80, 100)
