@@ -115,3 +115,17 @@ def test_pos_conv_kernel_and_groups_follow_the_reference():
     assert [b[0].kernel_size[0] for b in feats] == [10, 3, 3, 3, 3, 2, 2]
     assert all(b[0].bias is None and b[0].out_channels == 512 for b in feats)
     assert math.prod(b[0].stride[0] for b in feats) == 320
+
+
+def test_data2vec_1_0_audio_has_no_alibi_and_draws_equal_count_spans():
+    import dataclasses
+
+    cfg = dataclasses.replace(CFG, alibi=False, mask_type="span", mask_prob=0.65, mask_length=10)
+    enc = AudioEncoder(cfg, ENC).eval()
+    assert not hasattr(enc, "alibi_scale") and "slopes" not in dict(enc.named_buffers())
+    x = torch.randn(2, 40, 16)
+    assert enc.contextualize(x, None, None).attn_bias is None
+    mask = enc.make_mask(None, 3, 200, torch.Generator().manual_seed(0))
+    assert mask.sum(1).unique().numel() == 1 and mask.float().mean() > 0.3
+    with pytest.raises(ValueError, match="mask_type"):
+        AudioEncoder(dataclasses.replace(CFG, mask_type="blocks"), ENC)
