@@ -16,17 +16,20 @@ HELP = "print what a checkpoint holds: type, modality, version, sizes, teacher, 
 LICENSE_NOTES = {
     "image": "data2vec 2.0 vision weights released by Meta are CC-BY-NC 4.0: non-commercial use only",
 }
+# data2vec 1.0 vision comes from the BEiT fork, whose weight licence our reference does not state.
+BEIT_LICENSE = "see the source repository's license (facebookresearch/data2vec_vision, a BEiT fork)"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("checkpoint", help="our checkpoint folder or a fairseq .pt file")
+    p.add_argument("checkpoint", help="our checkpoint folder, a fairseq .pt or a BEiT-repository .pth file")
+    p.add_argument("--num-heads", type=int, default=None, help="BEiT files: expected attention heads (checked)")
 
 
 def run(args: argparse.Namespace) -> int:
     path = Path(args.checkpoint)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file or folder")
-    info = _ours(path) if path.is_dir() else _fairseq(path)
+    info = _ours(path) if path.is_dir() else _file(path, args.num_heads)
     width = max(map(len, info))
     for key, value in info.items():
         print(f"{key + ':':<{width + 1}} {value}")
@@ -36,22 +39,54 @@ def run(args: argparse.Namespace) -> int:
 def _sizes(student: dict[str, Tensor], teacher: Any) -> dict[str, str]:
     decoder = sum(t.numel() for k, t in student.items() if k.startswith("decoder.") or ".decoder." in k)
     return {
-        "parameters": f"{count_parameters(student):,} incl. buffers (decoder {decoder:,}, pretraining only)",
+        "parameters": f"{count_parameters(student):,} incl. buffers"
+                      + (f" (decoder {decoder:,}, pretraining only)" if decoder else ""),
         "teacher": f"yes, {count_parameters(teacher):,} parameters" if teacher else "no",
     }
 
 
+def _head(head: Any) -> str:
+    return f"{head.kind}, {head.num_outputs} outputs" if head is not None else "none (pretraining checkpoint)"
+
+
 def _ours(path: Path) -> dict[str, str]:
+    from data2vec.checkpoints.pretrained import read_head
+
     cfg, student, teacher = read_pretrained(path)
     kind, meta = cfg.model.input.kind, read_metadata(path / MODEL_FILE)
-    enc = cfg.model.encoder
-    info = {"type": "data2vec checkpoint folder (safetensors)", "modality": kind,
+    enc, head = cfg.model.encoder, read_head(path)
+    info = {"type": "data2vec checkpoint folder (safetensors)" + (", fine-tuned" if head else ""), "modality": kind,
             "version": f"data2vec {cfg.model.version}.0",
-            "architecture": f"dim {enc.dim}, {enc.depth} shared blocks, {enc.num_heads} heads"}
+            "architecture": f"dim {enc.dim}, {enc.depth} shared blocks, {enc.num_heads} heads",
+            "fine-tuned head": _head(head)}
     info.update(_sizes(student, teacher))
     if "source" in meta:
         info["converted from"] = f"{meta['source']} ({meta.get('source_format', '?')})"
     info["license"] = _license(kind, meta.get("source_format", ""))
+    return info
+
+
+def _file(path: Path, num_heads: Any) -> dict[str, str]:
+    """A data2vec 2.0 pretraining file is summarized from its config; anything else (1.0,
+    BEiT, fine-tuned wrappers) is imported in full, which also validates every key."""
+    from data2vec.checkpoints.fairseq_v1 import import_checkpoint
+    from data2vec.checkpoints.unpickle import load_checkpoint
+
+    ckpt = load_checkpoint(path)
+    cfg = ckpt.get("cfg")
+    if isinstance(cfg, dict) and isinstance(cfg.get("model"), dict) and cfg["model"].get("_name") == "data2vec_multi":
+        return _fairseq(path)
+    del ckpt
+    imp = import_checkpoint(path, num_heads=num_heads)
+    kind, enc = imp.cfg.model.input.kind, imp.cfg.model.encoder
+    info = {"type": imp.source, "modality": kind, "version": f"data2vec {imp.cfg.model.version}.0",
+            "architecture": f"dim {enc.dim}, {enc.depth} blocks, {enc.num_heads} heads",
+            "fine-tuned head": _head(imp.head)}
+    info.update(_sizes(imp.student, imp.teacher))
+    if imp.dropped:
+        info["left out"] = f"{len(imp.dropped)} key(s): " + "; ".join(f"{k} ({r})" for k, r in imp.dropped[:3]) + (
+            " ..." if len(imp.dropped) > 3 else "")
+    info["license"] = _license(kind, imp.source)
     return info
 
 
@@ -73,6 +108,8 @@ def _fairseq(path: Path) -> dict[str, str]:
 
 
 def _license(kind: str, source: str) -> str:
+    if "BEiT" in source:
+        return BEIT_LICENSE
     if "fairseq" in source and kind in LICENSE_NOTES:
         return LICENSE_NOTES[kind]
     if "fairseq" in source:

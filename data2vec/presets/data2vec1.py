@@ -27,13 +27,14 @@ register_tiny_overrides("text", _TINY_ENCODER + ["model.input.vocab_size=300"], 
 
 
 # --------------------------------------------------------------------------- vision (BEiT)
-def _beit_model(image: BeitInputConfig, encoder: EncoderConfig, teacher: TeacherConfig) -> ModelConfig:
-    """End-of-block targets of the top half of the blocks, LN per layer and on the average;
-    smooth L1 (beta 2) averaged over elements (scale 1/D); a Linear head; the whole model EMA'd."""
+def _beit_model(image: BeitInputConfig, encoder: EncoderConfig, teacher: TeacherConfig, top_k: int = 6) -> ModelConfig:
+    """End-of-block targets of the top `top_k` blocks (6 for Base and Large), LN per layer and on
+    the average; smooth L1 (beta 2) averaged over elements (scale 1/D); a Linear head; the whole
+    model EMA'd."""
     return ModelConfig(
         version=1, input=image, encoder=encoder,
         decoder=DecoderConfig(projection_layers=1),
-        targets=TargetConfig(top_k=encoder.depth // 2, layer="block", instance_norm_layers=False,
+        targets=TargetConfig(top_k=top_k, layer="block", instance_norm_layers=False,
                              layer_norm_layers=True, layer_norm_final=True),
         loss=LossConfig(beta=2.0, scale=1.0 / encoder.dim),
         teacher=teacher,
@@ -82,6 +83,7 @@ def _small_beit(dim: int, depth: int, heads: int) -> ModelConfig:
         EncoderConfig(dim=dim, depth=depth, num_heads=heads, norm_first=True, layer_scale_init=0.1, norm_eps=1e-6),
         # A constant decay, as 1.0 vision, but one a few hundred CPU steps can follow.
         TeacherConfig(decay=0.995, end_decay=0.995, anneal_steps=0, scope="all"),
+        top_k=depth // 2,  # the top half, as Base's 6 of 12
     )
 
 

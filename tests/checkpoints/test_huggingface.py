@@ -276,3 +276,19 @@ def test_mask_embedding_matches_transformers_masking(modality, cls_name, make_co
         ctx = ours.modality.contextualize(student, None, None)
         got = ours.encoder(ctx.x, ctx.padding_mask, ctx.attn_bias).x
     assert max_diff(ref, got) <= TOL
+
+
+@pytest.mark.parametrize("modality,cls_name,make_config", [CASES[1], CASES[3], CASES[6]], ids=[IDS[1], IDS[3], IDS[6]])
+def test_cli_convert_hf_to_ours_and_back(modality, cls_name, make_config, tmp_path):
+    from data2vec.checkpoints.pretrained import from_pretrained
+    from data2vec.cli import main
+
+    hf = make_hf(cls_name, make_config(), tmp_path / "hf")
+    assert main(["convert", str(tmp_path / "hf"), str(tmp_path / "ours")]) == 0  # format detected
+    model, cfg, teacher = from_pretrained(tmp_path / "ours")
+    assert teacher is None and cfg.model.version == 1
+    check_parity(hf, model.eval(), modality, task=True)
+    assert main(["convert", str(tmp_path / "ours"), "--to", "hf", str(tmp_path / "back")]) == 0
+    back, info = getattr(transformers, cls_name).from_pretrained(tmp_path / "back", output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"]
+    check_parity(back.eval(), model, modality, task=True)  # (text: token types folded into positions)
