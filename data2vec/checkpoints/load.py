@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import Optional
 
 from torch import Tensor
 
+from data2vec.checkpoints.imported import Imported
 from data2vec.config import PretrainConfig
-
-if TYPE_CHECKING:
-    from data2vec.checkpoints.fairseq_v1 import Imported
 
 # "fairseq": a torch file from Meta (fairseq `.pt`, or a BEiT-repository `.pth`); "ours": our
 # folder; "hf": a Hugging Face transformers Data2Vec* folder.
@@ -34,7 +32,7 @@ def detect_format(path: str | Path) -> str:
     return "hf" if isinstance(config, dict) and "model_type" in config else "ours"
 
 
-def read_checkpoint(path: str | Path, source: Optional[str] = None, num_heads: Optional[int] = None) -> "Imported":
+def read_checkpoint(path: str | Path, source: Optional[str] = None, num_heads: Optional[int] = None) -> Imported:
     """Everything a checkpoint holds, in our layout: config, student (or fine-tuned model)
     state, EMA teacher state, head config (fine-tuned files) and the keys left out, with why.
 
@@ -42,8 +40,6 @@ def read_checkpoint(path: str | Path, source: Optional[str] = None, num_heads: O
     of BEiT files (which store no config). Every state has been checked key by key and shape by
     shape against the module it loads into.
     """
-    from data2vec.checkpoints.fairseq_v1 import Imported
-
     source = source or detect_format(path)
     if source == "fairseq":
         from data2vec.checkpoints.fairseq_v1 import import_checkpoint
@@ -76,12 +72,11 @@ def read_weights(
     return imp.cfg, imp.student, imp.teacher
 
 
-def _read_hf(path: str | Path) -> "Imported":
+def _read_hf(path: str | Path) -> Imported:
     """A transformers folder as a data2vec 1.0 checkpoint; data and training settings come from
     the matching released-architecture preset."""
     import dataclasses
 
-    from data2vec.checkpoints.fairseq_v1 import Imported
     from data2vec.checkpoints.huggingface import OUR_KIND, PRESET, import_hf
     from data2vec.presets import get_preset
 

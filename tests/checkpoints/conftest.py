@@ -14,11 +14,10 @@ import pytest
 import torch
 
 from data2vec.algorithms.data2vec2 import Data2Vec2Model
-from data2vec.checkpoints.fairseq import MODALITY_FIELDS, MODEL_FIELDS, PRESET_FOR
-from data2vec.checkpoints.keymaps import (
-    FAIRSEQ_MODALITY, fairseq_d2v2_student_map, fairseq_d2v2_teacher_map, map_state,
-)
-from data2vec.config import PretrainConfig, apply_overrides, to_dict
+from data2vec.checkpoints.fairseq import PRESET_FOR
+from data2vec.checkpoints.fairseq_v2_finetuned import d2v2_model_cfg
+from data2vec.checkpoints.keymaps import fairseq_d2v2_student_map, fairseq_d2v2_teacher_map, map_state
+from data2vec.config import PretrainConfig, apply_overrides
 from data2vec.presets import get_preset, tiny_overrides
 
 
@@ -67,27 +66,10 @@ def tiny_config(kind: str) -> PretrainConfig:
 
 
 def fairseq_model_cfg(cfg: PretrainConfig, kind: str) -> dict[str, Any]:
-    """The `cfg.model` fairseq would store for `cfg`, field by field (inverse of the tables)."""
-    ours = to_dict(cfg)["model"]
-    scope = cfg.model.teacher.scope
-    mod: dict[str, Any] = {"type": FAIRSEQ_MODALITY[kind], "decoder": {}, "ema_local_encoder": scope == "all",
-                           "use_alibi_encoder": kind == "audio"}
-    model: dict[str, Any] = {"_name": "data2vec_multi", "supported_modality": FAIRSEQ_MODALITY[kind],
-                             "ema_encoder_only": scope == "blocks", "modalities": {kind: mod}}
-    for dst, table in ((model, MODEL_FIELDS), (mod, MODALITY_FIELDS[kind])):
-        for our_path, their_path in table:
-            value: Any = ours
-            for part in our_path.split("."):
-                value = value[part]
-            *parents, last = their_path.split(".")
-            target = dst
-            for part in parents:
-                target = target.setdefault(part, {})
-            target[last] = value
-    if kind == "audio":
-        layers = [f"[({cfg.model.input.conv_channels}, {k}, {s})]"
-                  for k, s in zip(cfg.model.input.conv_kernels, cfg.model.input.conv_strides)]
-        mod["feature_encoder_spec"] = " + ".join(layers)
+    """The `cfg.model` fairseq would store for `cfg` (the exporter's), with the image decoder
+    width stored as an OmegaConf interpolation, as fairseq's own files have it."""
+    model = d2v2_model_cfg(cfg)
+    mod = model["modalities"][kind]
     if kind == "image" and mod["decoder"]["decoder_dim"] == model["embed_dim"]:
         mod["decoder"]["decoder_dim"] = "${model.embed_dim}"  # OmegaConf keeps interpolations unresolved
     return model
