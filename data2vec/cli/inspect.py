@@ -8,6 +8,7 @@ from typing import Any
 
 from torch import Tensor
 
+from data2vec.checkpoints.load import detect_format, read_checkpoint
 from data2vec.checkpoints.pretrained import MODEL_FILE, count_parameters, read_metadata, read_pretrained
 
 HELP = "print what a checkpoint holds: type, modality, version, sizes, teacher, license note"
@@ -21,7 +22,8 @@ BEIT_LICENSE = "see the source repository's license (facebookresearch/data2vec_v
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("checkpoint", help="our checkpoint folder, a fairseq .pt or a BEiT-repository .pth file")
+    p.add_argument("checkpoint", help="our checkpoint folder, a transformers Data2Vec* folder, a fairseq .pt or a "
+                                      "BEiT-repository .pth file")
     p.add_argument("--num-heads", type=int, default=None, help="BEiT files: expected attention heads (checked)")
 
 
@@ -29,7 +31,13 @@ def run(args: argparse.Namespace) -> int:
     path = Path(args.checkpoint)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file or folder")
-    info = _ours(path) if path.is_dir() else _file(path, args.num_heads)
+    source = detect_format(path)
+    if source == "ours":
+        info = _ours(path)
+    elif source == "hf":
+        info = _imported(read_checkpoint(path, "hf"))
+    else:
+        info = _file(path, args.num_heads)
     width = max(map(len, info))
     for key, value in info.items():
         print(f"{key + ':':<{width + 1}} {value}")
@@ -77,7 +85,11 @@ def _file(path: Path, num_heads: Any) -> dict[str, str]:
     if isinstance(cfg, dict) and isinstance(cfg.get("model"), dict) and cfg["model"].get("_name") == "data2vec_multi":
         return _fairseq(path)
     del ckpt
-    imp = import_checkpoint(path, num_heads=num_heads)
+    return _imported(import_checkpoint(path, num_heads=num_heads))
+
+
+def _imported(imp: Any) -> dict[str, str]:
+    """Summary of an `Imported` checkpoint (fairseq 1.0, BEiT, fine-tuned, transformers)."""
     kind, enc = imp.cfg.model.input.kind, imp.cfg.model.encoder
     info = {"type": imp.source, "modality": kind, "version": f"data2vec {imp.cfg.model.version}.0",
             "architecture": f"dim {enc.dim}, {enc.depth} blocks, {enc.num_heads} heads",
@@ -108,6 +120,8 @@ def _fairseq(path: Path) -> dict[str, str]:
 
 
 def _license(kind: str, source: str) -> str:
+    if "Hugging Face" in source:
+        return "see the model card of the Hugging Face repository the folder came from"
     if "BEiT" in source:
         return BEIT_LICENSE
     if "fairseq" in source and kind in LICENSE_NOTES:

@@ -279,11 +279,14 @@ def test_mask_embedding_matches_transformers_masking(modality, cls_name, make_co
 
 
 @pytest.mark.parametrize("modality,cls_name,make_config", [CASES[1], CASES[3], CASES[6]], ids=[IDS[1], IDS[3], IDS[6]])
-def test_cli_convert_hf_to_ours_and_back(modality, cls_name, make_config, tmp_path):
+def test_cli_convert_hf_to_ours_and_back(modality, cls_name, make_config, tmp_path, capsys):
     from data2vec.checkpoints.pretrained import from_pretrained
     from data2vec.cli import main
 
     hf = make_hf(cls_name, make_config(), tmp_path / "hf")
+    assert main(["inspect", str(tmp_path / "hf")]) == 0
+    shown = capsys.readouterr().out
+    assert "Hugging Face transformers folder" in shown and "data2vec 1.0" in shown and "outputs" in shown
     assert main(["convert", str(tmp_path / "hf"), str(tmp_path / "ours")]) == 0  # format detected
     model, cfg, teacher = from_pretrained(tmp_path / "ours")
     assert teacher is None and cfg.model.version == 1
