@@ -3,8 +3,8 @@
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/versions.py --minutes 8 --probes 4 \
         --out runs/versions --doc docs/benchmarks-versions.md
 
-For each preset (data2vec2_image_fmnist, data2vec_image_fmnist: both 6 blocks of width 128 on
-Fashion-MNIST, batch 64):
+For each run in RUNS (data2vec2_image_fmnist, data2vec_image_fmnist: both 6 blocks of width 128 on
+Fashion-MNIST, batch 64; and an ablation, 1.0's student on 2.0's ViT):
 1. time a few steps to estimate its step rate, and give it a schedule (warm-up, cosine lr, EMA
    anneal) that ends when the budget does;
 2. train with the library's own `Trainer.train_step`, pausing the clock at `--probes` evenly
@@ -31,7 +31,15 @@ from data2vec.eval.probe import encoder_features, extract_features, linear_probe
 from data2vec.presets import get_preset
 from data2vec.train.pretrain import Trainer, _batch_stream
 
-PRESETS = ("data2vec2_image_fmnist", "data2vec_image_fmnist")
+# (label, preset, overrides). The third run is an ablation: data2vec 2.0's ViT, targets, loss,
+# masks and teacher, trained with 1.0's student (every patch encoded, masked ones as a learned
+# mask embedding, a Linear head, one view, no CLS loss), so only the student's path differs.
+RUNS = (
+    ("2.0", "data2vec2_image_fmnist", []),
+    ("1.0", "data2vec_image_fmnist", []),
+    ("1.0 student, 2.0 ViT", "data2vec2_image_fmnist",
+     ["model.version=1", "model.clone_batch=1", "model.decoder.projection_layers=1", "model.loss.cls_weight=0"]),
+)
 
 
 def probe(model: torch.nn.Module, cfg, probe_train: int) -> float:
@@ -45,9 +53,9 @@ def probe(model: torch.nn.Module, cfg, probe_train: int) -> float:
     return linear_probe(tr[0], tr[1], te[0], te[1])
 
 
-def seconds_per_step(preset: str, steps: int = 8, warmup: int = 2) -> float:
+def seconds_per_step(cfg, steps: int = 8, warmup: int = 2) -> float:
     with tempfile.TemporaryDirectory() as run:
-        trainer = Trainer(get_preset(preset), run)
+        trainer = Trainer(cfg, run)
         batches = _batch_stream(trainer.data, trainer.state)
         for _ in range(warmup):
             trainer.train_step(batches)
@@ -58,20 +66,21 @@ def seconds_per_step(preset: str, steps: int = 8, warmup: int = 2) -> float:
         return (time.perf_counter() - t0) / steps
 
 
-def budget_overrides(preset: str, steps: int) -> list[str]:
+def budget_overrides(cfg, steps: int) -> list[str]:
     """Schedules that end with the budget: 9% warm-up, cosine to 0, 2.0's EMA anneal over the run."""
     out = [f"train.max_steps={steps}", f"train.warmup_steps={max(5, int(0.09 * steps))}",
            "train.time_limit_min=0", f"train.ckpt_every={10 * steps}", "train.log_every=25"]
-    if get_preset(preset).model.teacher.anneal_steps > 0:
+    if cfg.model.teacher.anneal_steps > 0:
         out.append(f"model.teacher.anneal_steps={steps}")
     return out
 
 
-def run_version(preset: str, minutes: float, probes: int, probe_train: int, out: Path) -> dict:
-    rate = seconds_per_step(preset)
-    steps = max(10, int(minutes * 60 / rate))
-    cfg = apply_overrides(get_preset(preset), budget_overrides(preset, steps))
-    trainer = Trainer(cfg, out / preset, force=True)
+def run_version(label: str, preset: str, overrides: list[str], minutes: float, probes: int, probe_train: int,
+                out: Path) -> dict:
+    base = apply_overrides(get_preset(preset), overrides)
+    steps = max(10, int(minutes * 60 / seconds_per_step(base)))
+    cfg = apply_overrides(base, budget_overrides(base, steps))
+    trainer = Trainer(cfg, out / label.replace(" ", "_").replace(",", ""), force=True)
     batches = _batch_stream(trainer.data, trainer.state)
     marks = [minutes * 60 * (i + 1) / probes for i in range(probes)]
     curve = [{"minutes": 0.0, "step": 0, "linear_top1": probe(trainer.model, cfg, probe_train)}]
@@ -82,17 +91,20 @@ def run_version(preset: str, minutes: float, probes: int, probe_train: int, out:
         train_s += time.perf_counter() - t0
         samples += cfg.train.batch_size * cfg.train.grad_accum
         views += logs["masked_views"]
+        if trainer.state.step % cfg.train.log_every == 0:
+            trainer.metrics.log(trainer.state.step, {**logs, "train_minutes": train_s / 60})
         if train_s >= marks[0] or trainer.state.step == steps:
             marks.pop(0)
             acc = probe(trainer.model, cfg, probe_train)
             curve.append({"minutes": train_s / 60, "step": trainer.state.step, "linear_top1": acc})
-            print(f"{preset}: {train_s / 60:.2f} min, step {trainer.state.step}/{steps}, probe {100 * acc:.2f}%",
+            print(f"{label}: {train_s / 60:.2f} min, step {trainer.state.step}/{steps}, probe {100 * acc:.2f}%",
                   flush=True)
     trainer.metrics.close()
     n_params = sum(p.numel() for n, p in trainer.model.named_parameters() if n.split(".")[0] in ("modality", "encoder"))
-    return {"preset": preset, "version": cfg.model.version, "planned_steps": steps, "steps": trainer.state.step,
-            "train_seconds": train_s, "samples_per_s": samples / train_s, "views_per_s": views / train_s,
-            "encoder_parameters": n_params, "curve": curve}
+    return {"label": label, "preset": preset, "overrides": overrides, "version": cfg.model.version,
+            "planned_steps": steps, "steps": trainer.state.step, "train_seconds": train_s,
+            "samples_per_s": samples / train_s, "views_per_s": views / train_s, "encoder_parameters": n_params,
+            "curve": curve}
 
 
 def plot(results: list[dict], path: Path) -> None:
@@ -105,7 +117,7 @@ def plot(results: list[dict], path: Path) -> None:
     for r in results:
         c = r["curve"]
         ax.plot([p["minutes"] for p in c], [100 * p["linear_top1"] for p in c], marker="o",
-                label=f"data2vec {r['version']}.0 ({r['preset']})")
+                label=f"{r['label']} ({r['preset']})")
     ax.set_xlabel("training wall-clock (min, probes excluded)"), ax.set_ylabel("linear probe top-1 (%)")
     ax.set_title("Fashion-MNIST, same encoder and budget"), ax.grid(alpha=0.3), ax.legend()
     fig.tight_layout()
@@ -115,13 +127,13 @@ def plot(results: list[dict], path: Path) -> None:
 
 def table(results: list[dict]) -> str:
     n = len(results[0]["curve"]) - 1
-    lines = ["| version | preset | steps | samples/s | masked views/s | probe at start | "
+    lines = ["| run | preset | encoder params | steps | samples/s | masked views/s | probe at start | "
              + " | ".join(f"probe at {i}/{n} budget" for i in range(1, n + 1)) + " |",
-             "|---|---|---|---|---|" + "---|" * len(results[0]["curve"])]
+             "|---|---|---|---|---|---|" + "---|" * len(results[0]["curve"])]
     for r in results:
         probes = " | ".join(f"{100 * p['linear_top1']:.2f}%" for p in r["curve"])
-        lines.append(f"| {r['version']}.0 | {r['preset']} | {r['steps']} | {r['samples_per_s']:.1f} | "
-                     f"{r['views_per_s']:.1f} | {probes} |")
+        lines.append(f"| {r['label']} | {r['preset']} | {r['encoder_parameters'] / 1e6:.2f}M | {r['steps']} | "
+                     f"{r['samples_per_s']:.1f} | {r['views_per_s']:.1f} | {probes} |")
     return "\n".join(lines)
 
 
@@ -136,7 +148,8 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    results = [run_version(name, args.minutes, args.probes, args.probe_train, out) for name in PRESETS]
+    results = [run_version(label, preset, over, args.minutes, args.probes, args.probe_train, out)
+               for label, preset, over in RUNS]
     env = (f"{platform.processor() or platform.machine()}, torch {torch.__version__}, "
            f"{torch.get_num_threads()} thread(s), fp32")
     (out / "results.json").write_text(json.dumps({"args": vars(args), "env": env, "results": results}, indent=2))

@@ -41,6 +41,8 @@ class Data2Vec1Model(nn.Module):
         check_model_config(cfg)
         if cfg.clone_batch != 1:
             raise ValueError(f"model.clone_batch={cfg.clone_batch}: data2vec 1.0 uses one mask per sample")
+        if cfg.loss.cls_weight > 0:
+            raise ValueError(f"model.loss.cls_weight={cfg.loss.cls_weight}: the CLS loss is data2vec 2.0's; set it to 0")
         self.cfg = cfg
         D = cfg.encoder.dim
         self.modality = build_modality(cfg.input, cfg.encoder)

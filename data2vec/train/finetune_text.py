@@ -3,17 +3,17 @@
 Follows fairseq's GLUE recipe for data2vec 2.0 (reference 3.3): inputs `<s> A </s>` or
 `<s> A </s></s> B </s>`, the first-token head, Adam (0.9, 0.98), weight decay 0.1, linear
 warm-up over 6% of the updates then linear decay to 0, no clipping. The model is evaluated on
-the validation split after every epoch; the best epoch's weights are tested.
+the validation split after every epoch; the best epoch's weights are tested. The loop is the
+generic one of `train.finetune` (`TextTask` is its task).
 """
 
 from __future__ import annotations
 
-import copy
 import logging
-import time
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 import torch
 import torch.nn.functional as F
@@ -28,8 +28,8 @@ from data2vec.data.tokenizer import TextTokenizer
 from data2vec.eval.metrics import accuracy, classification_metrics, f1_score, regression_metrics
 from data2vec.heads.sequence import EncoderWithHead, FirstTokenHead
 from data2vec.heads.token import IGNORE, TokenHead, word_token_labels
-from data2vec.train.checkpoint import load_checkpoint, save_atomic
-from data2vec.train.optim import param_groups
+from data2vec.train.checkpoint import load_checkpoint
+from data2vec.train.finetune import FinetuneConfig, finetune
 from data2vec.train.pretrain import build_model, model_from_checkpoint, resolve_device
 
 log = logging.getLogger("data2vec")
@@ -143,13 +143,6 @@ def build_text_model(checkpoint: str | Path, cfg: TextFinetuneConfig, outputs: i
     return EncoderWithHead(model.modality, model.encoder, head), pre
 
 
-def linear_warmup_decay(step: int, base_lr: float, warmup: int, total: int) -> float:
-    """fairseq `polynomial_decay` with power 1: linear warm-up, then linear decay to 0 at `total`."""
-    if step < warmup:
-        return base_lr * (step + 1) / warmup
-    return base_lr * max(0.0, (total - step) / max(1, total - warmup))
-
-
 def task_loss(out: Tensor, target: Tensor, task: str) -> Tensor:
     """Cross-entropy (per sentence or per scored token) or MSE for regression."""
     if task == "regression":
@@ -182,28 +175,37 @@ def evaluate(model: EncoderWithHead, items: list, cfg: TextFinetuneConfig, pad_i
     return classification_metrics(p, t, classes)
 
 
-def _train_epoch(model: EncoderWithHead, items: list, cfg: TextFinetuneConfig, optimizer: torch.optim.Optimizer,
-                 state: dict[str, int], pad_id: int, device: torch.device) -> float:
-    """One shuffled pass (seeded by the epoch); `state` carries the step count for the schedule.
-    Returns the mean training loss."""
-    model.train()
-    g = torch.Generator().manual_seed(cfg.seed * 1009 + state["epoch"])
-    order = torch.randperm(len(items), generator=g).tolist()
-    total_loss, n = 0.0, 0
-    # Full batches only (the last partial one is dropped); a set smaller than a batch is one batch.
-    for b in range(0, max(len(order) - cfg.batch_size, 0) + 1, cfg.batch_size):
-        batch = collate([items[i] for i in order[b:b + cfg.batch_size]], pad_id, cfg.task)
-        lr = linear_warmup_decay(state["step"], cfg.lr, state["warmup"], state["total"])
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        out = model(batch["tokens"].to(device), batch["padding_mask"].to(device))
-        loss = task_loss(out, batch["target"].to(device), cfg.task)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        state["step"] += 1
-        total_loss, n = total_loss + loss.item(), n + 1
-    return total_loss / max(n, 1)
+class TextTask:
+    """`FinetuneTask` over encoded examples: shuffled full batches per epoch, the task loss,
+    and validation metrics."""
+
+    def __init__(self, cfg: TextFinetuneConfig, encoded: dict[str, list], pad_id: int, classes: int) -> None:
+        self.cfg, self.encoded, self.pad_id, self.classes = cfg, encoded, pad_id, classes
+
+    def batches(self, epoch: int) -> Iterator[dict[str, Tensor]]:
+        items, bs = self.encoded["train"], self.cfg.batch_size
+        order = torch.randperm(len(items), generator=torch.Generator().manual_seed(self.cfg.seed * 1009 + epoch)).tolist()
+        # Full batches only (the last partial one is dropped); a set smaller than a batch is one batch.
+        for b in range(0, max(len(order) - bs, 0) + 1, bs):
+            yield collate([items[i] for i in order[b:b + bs]], self.pad_id, self.cfg.task)
+
+    def loss(self, model: EncoderWithHead, batch: dict[str, Tensor], generator: torch.Generator) -> tuple[Tensor, dict]:
+        dev = next(model.parameters()).device
+        out = model(batch["tokens"].to(dev), batch["padding_mask"].to(dev))
+        return task_loss(out, batch["target"].to(dev), self.cfg.task), {}
+
+    def evaluate(self, model: EncoderWithHead, split: str = "valid") -> dict[str, float]:
+        return evaluate(model, self.encoded[split], self.cfg, self.pad_id, self.classes, next(model.parameters()).device)
+
+
+def optim_config(cfg: TextFinetuneConfig, train_examples: int, metric: str) -> FinetuneConfig:
+    """The generic loop's settings for fairseq's GLUE recipe: an evaluation every epoch, linear
+    warm-up and decay, no clipping, no frozen warm-up, the best epoch's weights kept."""
+    steps_per_epoch = max(1, train_examples // cfg.batch_size)
+    return FinetuneConfig(lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, weight_decay=cfg.weight_decay,
+                          max_steps=steps_per_epoch * cfg.epochs, schedule="linear", warmup_frac=cfg.warmup_frac,
+                          freeze_backbone_steps=0, clip_norm=0.0, eval_every=steps_per_epoch, select_metric=metric,
+                          log_every=steps_per_epoch, seed=cfg.seed, device=cfg.device)
 
 
 def finetune_text(checkpoint: str | Path, splits: Splits, cfg: TextFinetuneConfig,
@@ -211,7 +213,8 @@ def finetune_text(checkpoint: str | Path, splits: Splits, cfg: TextFinetuneConfi
     """Fine-tune the text encoder of `checkpoint` on splits "train", "valid" (and "test").
 
     Returns per-epoch validation metrics, the best epoch (by `cfg.metric`) and its validation
-    and test metrics. With `out_dir`, writes `finetuned.pt` (best weights) and the config there.
+    and test metrics. With `out_dir`, writes `finetuned.pt` (best weights, both configs, label
+    names), `metrics.jsonl` and `finetune_config.json` there.
     """
     if cfg.task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, got {cfg.task!r}")
@@ -224,41 +227,23 @@ def finetune_text(checkpoint: str | Path, splits: Splits, cfg: TextFinetuneConfi
     max_len = min(cfg.max_len, pre.model.input.max_positions)
     encoded = {k: encode_split(tokenizer, v, cfg.task, max_len) for k, v in splits.items()}
     metric = cfg.metric or ("pearson_spearman" if cfg.task == "regression" else "accuracy")
-    device = resolve_device(cfg.device)
-    model.to(device)
-    optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=cfg.betas, eps=cfg.eps)
-    steps_per_epoch = max(1, len(encoded["train"]) // cfg.batch_size)
-    total = steps_per_epoch * cfg.epochs
-    state = {"step": 0, "epoch": 0, "total": total, "warmup": max(1, int(cfg.warmup_frac * total))}
-    history, best, best_state = [], None, None
-    t0 = time.perf_counter()
-    for epoch in range(cfg.epochs):
-        state["epoch"] = epoch
-        loss = _train_epoch(model, encoded["train"], cfg, optimizer, state, tokenizer.pad, device)
-        valid = evaluate(model, encoded["valid"], cfg, tokenizer.pad, outputs, device)
-        if metric not in valid:
-            raise ValueError(f"metric={metric!r} is not computed for task {cfg.task!r}; choose from {sorted(valid)}")
-        history.append({"epoch": epoch + 1, "train_loss": loss, **valid})
-        log.info("epoch %d: train loss %.4f, valid %s", epoch + 1, loss, valid)
-        if best is None or valid[metric] > best["valid"][metric]:
-            best = {"epoch": epoch + 1, "valid": valid}
-            best_state = copy.deepcopy(model.state_dict())
-    model.load_state_dict(best_state)
-    result = {"task": cfg.task, "init": cfg.init, "metric": metric, "history": history,
-              "best_epoch": best["epoch"], "valid": best["valid"], "seconds": time.perf_counter() - t0,
-              "train_examples": len(encoded["train"])}
+    task = TextTask(cfg, encoded, tokenizer.pad, outputs)
+    optim = optim_config(cfg, len(encoded["train"]), metric)
+    model.to(resolve_device(cfg.device))
+    label_names = splits["train"].label_names if cfg.task != "regression" else None
+    extra = {"pretrain_config": to_dict(pre), "finetune_config": to_dict(cfg), "label_names": label_names}
+    with tempfile.TemporaryDirectory() as scratch:
+        run_dir = Path(out_dir) if out_dir is not None else Path(scratch)
+        summary = finetune(model, task, optim, run_dir, lambda: extra)
+        if out_dir is not None:
+            save_config(cfg, str(run_dir / "finetune_config.json"))
+    epochs = {row["step"]: i + 1 for i, row in enumerate(summary["history"])}
+    history = [{"epoch": epochs[r["step"]], "train_loss": r["train_loss"],
+                **{k[len("valid_"):]: v for k, v in r.items() if k.startswith("valid_")}} for r in summary["history"]]
+    best = history[epochs[summary["best_step"]] - 1]
+    result = {"task": cfg.task, "init": cfg.init, "metric": metric, "history": history, "best_epoch": best["epoch"],
+              "valid": {k: v for k, v in best.items() if k not in ("epoch", "train_loss")},
+              "seconds": summary["seconds"], "train_examples": len(encoded["train"])}
     if "test" in encoded:
-        result["test"] = evaluate(model, encoded["test"], cfg, tokenizer.pad, outputs, device)
-    if out_dir is not None:
-        label_names = splits["train"].label_names if cfg.task != "regression" else None
-        save_finetuned(Path(out_dir), model, pre, cfg, label_names)
+        result["test"] = task.evaluate(model, "test")
     return result
-
-
-def save_finetuned(out: Path, model: EncoderWithHead, pre: PretrainConfig, cfg: TextFinetuneConfig,
-                   label_names: Optional[list[str]]) -> None:
-    """`out/finetuned.pt` (weights, both configs, label names) and `out/finetune_config.json`."""
-    out.mkdir(parents=True, exist_ok=True)
-    save_atomic({"format": "data2vec-text-finetuned", "pretrain_config": to_dict(pre), "finetune_config": to_dict(cfg),
-                 "label_names": label_names, "model": model.state_dict()}, out / "finetuned.pt")
-    save_config(cfg, str(out / "finetune_config.json"))

@@ -15,6 +15,13 @@ def cosine_with_warmup(step: int, base_lr: float, warmup: int, total: int, min_l
     return min_lr + 0.5 * (base_lr - min_lr) * (1.0 + math.cos(math.pi * progress))
 
 
+def linear_warmup_decay(step: int, base_lr: float, warmup: int, total: int) -> float:
+    """fairseq `polynomial_decay` with power 1: linear warm-up, then linear decay to 0 at `total`."""
+    if step < warmup:
+        return base_lr * (step + 1) / warmup
+    return base_lr * max(0.0, (total - step) / max(1, total - warmup))
+
+
 def tri_stage(step: int, base_lr: float, warmup: int, hold: int, total: int, final_lr: float,
               init_scale: float = 0.01) -> float:
     """fairseq `tri_stage`: linear warm-up from init_scale*lr over `warmup` steps, hold for

@@ -180,7 +180,8 @@ def test_per_layer_relative_bias_gives_one_table_per_block():
     assert torch.isfinite(model.extract_features(batch["image"]).x).all()
 
 
-@pytest.mark.parametrize("field,value", [("model.clone_batch", "2"), ("model.targets.layer", "middle")])
+@pytest.mark.parametrize("field,value", [("model.clone_batch", "2"), ("model.targets.layer", "middle"),
+                                         ("model.loss.cls_weight", "0.01")])
 def test_invalid_1_0_settings_name_the_field(field, value):
     with pytest.raises(ValueError, match=field.split(".", 1)[1]):
         Data2Vec1Model(tiny("beit", f"{field}={value}").model)

@@ -10,9 +10,10 @@ from data2vec.data.text_pretrain import text_tokenizer
 from data2vec.heads.token import IGNORE
 from data2vec.presets import get_preset
 from data2vec.train.finetune_text import (
-    TextFinetuneConfig, encode_sentences, encode_words, finetune_text, linear_warmup_decay,
+    TextFinetuneConfig, encode_sentences, encode_words, finetune_text,
 )
 from data2vec.train.pretrain import pretrain
+from data2vec.train.schedules import linear_warmup_decay
 
 ANIMALS = "cat dog horse cow sheep goat mouse bird".split()
 TOOLS = "hammer saw drill wrench spanner chisel file plane".split()
