@@ -100,7 +100,7 @@ class Data2Vec1Model(nn.Module):
         loss = regression_loss(pred, y_masked, cfg.loss.beta, cfg.loss.scale) / n
         logs = {"loss_regression": loss.item(), "target_std": feature_std(y_masked).item(),
                 "pred_std": feature_std(pred).item(), "masked_views": float(B), "loss": loss.item(),
-                "mask_ratio": loss_mask.float().mean().item()}
+                "mask_ratio": loss_mask.sum().item() / max(1, B * T if pad is None else int((~pad).sum()))}
         check_collapse(cfg, logs, step)
         return PretrainOutput(loss, logs)
 
