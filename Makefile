@@ -4,7 +4,7 @@
 PY := .venv/bin/python
 STAMP := .venv/.installed
 
-.PHONY: setup demo test test-slow test-all bench-image bench-speech bench-text clean
+.PHONY: setup demo test test-slow test-all bench-image bench-speech bench-text bench-versions clean
 
 $(STAMP): pyproject.toml scripts/setup.sh
 	bash scripts/setup.sh
@@ -32,6 +32,9 @@ bench-speech: $(STAMP)
 
 bench-text: $(STAMP)
 	OMP_NUM_THREADS=1 $(PY) benchmarks/text.py --out runs/bench-text
+
+bench-versions: $(STAMP)
+	OMP_NUM_THREADS=1 $(PY) benchmarks/versions.py --minutes 8 --probes 4 --probe-train 10000 --out runs/versions
 
 clean:
 	rm -rf runs build *.egg-info
