@@ -127,13 +127,13 @@ def plot(results: list[dict], path: Path) -> None:
 
 def table(results: list[dict]) -> str:
     n = len(results[0]["curve"]) - 1
-    lines = ["| run | preset | encoder params | steps | samples/s | masked views/s | probe at start | "
+    lines = ["| run | preset | encoder params | steps | train min | samples/s | masked views/s | probe at start | "
              + " | ".join(f"probe at {i}/{n} budget" for i in range(1, n + 1)) + " |",
-             "|---|---|---|---|---|---|" + "---|" * len(results[0]["curve"])]
+             "|---|---|---|---|---|---|---|" + "---|" * len(results[0]["curve"])]
     for r in results:
         probes = " | ".join(f"{100 * p['linear_top1']:.2f}%" for p in r["curve"])
         lines.append(f"| {r['label']} | {r['preset']} | {r['encoder_parameters'] / 1e6:.2f}M | {r['steps']} | "
-                     f"{r['samples_per_s']:.1f} | {r['views_per_s']:.1f} | {probes} |")
+                     f"{r['train_seconds'] / 60:.1f} | {r['samples_per_s']:.1f} | {r['views_per_s']:.1f} | {probes} |")
     return "\n".join(lines)
 
 
@@ -144,8 +144,14 @@ def main() -> None:
     p.add_argument("--probe-train", type=int, default=10000, help="Fashion-MNIST training images for the probe")
     p.add_argument("--out", default="runs/versions")
     p.add_argument("--doc", default="", help="also write the markdown table here")
+    p.add_argument("--render", action="store_true", help="only redraw the table and plot from --out/results.json")
     args = p.parse_args()
     out = Path(args.out)
+    if args.render:
+        saved = json.loads((out / "results.json").read_text())
+        plot(saved["results"], out / "versions.png")
+        print(f"{table(saved['results'])}\n\n({saved['env']})")
+        return
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     results = [run_version(label, preset, over, args.minutes, args.probes, args.probe_train, out)
