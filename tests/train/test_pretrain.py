@@ -11,8 +11,8 @@ from data2vec.train.pretrain import Trainer, load_pretrained, pretrain
 from data2vec.train.schedules import cosine_with_warmup
 
 
-def _cfg(path, *extra):
-    return apply_overrides(get_preset("data2vec2_image_tiny"), [f"data.path={path}", "data.limit=2000", *extra])
+def _cfg(path, *extra, preset="data2vec2_image_tiny"):
+    return apply_overrides(get_preset(preset), [f"data.path={path}", "data.limit=2000", *extra])
 
 
 def test_cosine_with_warmup():
@@ -35,9 +35,10 @@ def test_a_few_steps_on_fashion_mnist_lower_the_loss(fmnist_train, tmp_path):
 
 
 @pytest.mark.integration
-def test_stop_and_resume_matches_an_uninterrupted_run(fmnist_train, tmp_path):
+@pytest.mark.parametrize("preset", ["data2vec2_image_tiny", "data2vec_image_tiny"])
+def test_stop_and_resume_matches_an_uninterrupted_run(fmnist_train, tmp_path, preset):
     cfg = _cfg(fmnist_train, "train.max_steps=12", "train.log_every=1", "train.ckpt_every=100",
-               "model.encoder.dropout=0.1")  # dropout makes RNG restoration matter
+               "model.encoder.dropout=0.1", preset=preset)  # dropout makes RNG restoration matter
     pretrain(cfg, tmp_path / "full", progress=False)
     half = apply_overrides(cfg, ["train.max_steps=5"])
     pretrain(half, tmp_path / "split", progress=False)
