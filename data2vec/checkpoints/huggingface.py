@@ -37,11 +37,12 @@ from pathlib import Path
 from typing import Any, Optional
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import Tensor, nn
 
 from data2vec.checkpoints import hf_keymaps as hk
 from data2vec.checkpoints.keymaps import KeyMap, map_state
+from data2vec.checkpoints.pretrained import read_safetensors
 from data2vec.config import ConfigError, ModelConfig
 from data2vec.heads.finetuned import HeadConfig, build_finetuned
 
@@ -94,15 +95,18 @@ def read_hf_state(folder: Path) -> dict[str, Tensor]:
     """Weights of a HF folder: model.safetensors, its sharded index, or pytorch_model.bin
     (`torch.load(weights_only=True)`, which refuses anything but tensors and plain containers)."""
     if (folder / "model.safetensors").is_file():
-        return load_file(str(folder / "model.safetensors"))
+        return read_safetensors(folder / "model.safetensors")
     index = folder / "model.safetensors.index.json"
     if index.is_file():
         state: dict[str, Tensor] = {}
         for shard in sorted(set(json.loads(index.read_text())["weight_map"].values())):
-            state.update(load_file(str(folder / shard)))
+            state.update(read_safetensors(folder / shard))
         return state
     if (folder / "pytorch_model.bin").is_file():
-        return torch.load(folder / "pytorch_model.bin", map_location="cpu", weights_only=True)
+        try:
+            return torch.load(folder / "pytorch_model.bin", map_location="cpu", weights_only=True)
+        except Exception as e:  # truncated zip, foreign pickle refused by weights_only, ...
+            raise ValueError(f"{folder / 'pytorch_model.bin'}: not a readable weights file: {e}") from e
     raise FileNotFoundError(f"{folder}: no model.safetensors, model.safetensors.index.json or pytorch_model.bin")
 
 

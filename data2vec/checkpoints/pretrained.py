@@ -121,10 +121,12 @@ def read_pretrained(directory: str | Path) -> tuple[PretrainConfig, dict[str, Te
     if not (d / CONFIG_FILE).is_file() or not (d / MODEL_FILE).is_file():
         raise FileNotFoundError(f"{d}: not a data2vec checkpoint folder (needs {CONFIG_FILE} and {MODEL_FILE})")
     cfg, _ = read_config(d / CONFIG_FILE)
-    return cfg, _load(d / MODEL_FILE), (_load(d / TEACHER_FILE) if (d / TEACHER_FILE).is_file() else None)
+    teacher = read_safetensors(d / TEACHER_FILE) if (d / TEACHER_FILE).is_file() else None
+    return cfg, read_safetensors(d / MODEL_FILE), teacher
 
 
-def _load(path: Path) -> dict[str, Tensor]:
+def read_safetensors(path: Path) -> dict[str, Tensor]:
+    """Tensors of a safetensors file; an unreadable or truncated file is an error naming it."""
     try:
         return load_file(str(path))
     except (SafetensorError, OSError) as e:

@@ -295,3 +295,11 @@ def test_cli_convert_hf_to_ours_and_back(modality, cls_name, make_config, tmp_pa
     back, info = getattr(transformers, cls_name).from_pretrained(tmp_path / "back", output_loading_info=True)
     assert not info["missing_keys"] and not info["unexpected_keys"]
     check_parity(back.eval(), model, modality, task=True)  # (text: token types folded into positions)
+
+
+def test_truncated_weights_are_an_error_naming_the_file(tmp_path):
+    make_hf("Data2VecTextModel", text_config(), tmp_path)
+    weights = tmp_path / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    with pytest.raises(ValueError, match="model.safetensors"):
+        import_hf(tmp_path)
