@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import tempfile
 import time
 from pathlib import Path
 
@@ -30,6 +29,7 @@ from data2vec.data.image import TransformedImages, collate_images, eval_transfor
 from data2vec.eval.probe import encoder_features, extract_features, linear_probe
 from data2vec.presets import get_preset
 from data2vec.train.pretrain import Trainer, _batch_stream
+from image_throughput import seconds_per_step  # benchmarks/ is the script's folder
 
 # (label, preset, overrides). The third run is an ablation: data2vec 2.0's ViT, targets, loss,
 # masks and teacher, trained with 1.0's student (every patch encoded, masked ones as a learned
@@ -53,19 +53,6 @@ def probe(model: torch.nn.Module, cfg, probe_train: int) -> float:
     return linear_probe(tr[0], tr[1], te[0], te[1])
 
 
-def seconds_per_step(cfg, steps: int = 8, warmup: int = 2) -> float:
-    with tempfile.TemporaryDirectory() as run:
-        trainer = Trainer(cfg, run)
-        batches = _batch_stream(trainer.data, trainer.state)
-        for _ in range(warmup):
-            trainer.train_step(batches)
-        t0 = time.perf_counter()
-        for _ in range(steps):
-            trainer.train_step(batches)
-        trainer.metrics.close()
-        return (time.perf_counter() - t0) / steps
-
-
 def budget_overrides(cfg, steps: int) -> list[str]:
     """Schedules that end with the budget: 9% warm-up, cosine to 0, 2.0's EMA anneal over the run."""
     out = [f"train.max_steps={steps}", f"train.warmup_steps={max(5, int(0.09 * steps))}",
@@ -78,7 +65,7 @@ def budget_overrides(cfg, steps: int) -> list[str]:
 def run_version(label: str, preset: str, overrides: list[str], minutes: float, probes: int, probe_train: int,
                 out: Path) -> dict:
     base = apply_overrides(get_preset(preset), overrides)
-    steps = max(10, int(minutes * 60 / seconds_per_step(base)))
+    steps = max(10, int(minutes * 60 / seconds_per_step(base, steps=8, warmup=2)))
     cfg = apply_overrides(base, budget_overrides(base, steps))
     trainer = Trainer(cfg, out / label.replace(" ", "_").replace(",", ""), force=True)
     batches = _batch_stream(trainer.data, trainer.state)

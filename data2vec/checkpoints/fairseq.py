@@ -71,8 +71,10 @@ UNSUPPORTED = {
 }
 
 
-def import_fairseq(path: str | Path) -> tuple[PretrainConfig, dict[str, Tensor], Optional[dict[str, Tensor]]]:
-    """Read a fairseq data2vec 2.0 checkpoint.
+def import_fairseq(
+    path: str | Path, ckpt: Optional[dict[str, Any]] = None
+) -> tuple[PretrainConfig, dict[str, Tensor], Optional[dict[str, Tensor]]]:
+    """Read a fairseq data2vec 2.0 checkpoint (`ckpt`: its contents, when already loaded).
 
     Returns (config, student state dict for `Data2Vec2Model`, EMA teacher state dict for
     `model.make_teacher().module` or None when the file has no `_ema`).
@@ -80,7 +82,7 @@ def import_fairseq(path: str | Path) -> tuple[PretrainConfig, dict[str, Tensor],
     from data2vec.train.pretrain import build_model
 
     path = Path(path)
-    ckpt = load_checkpoint(path)
+    ckpt = load_checkpoint(path) if ckpt is None else ckpt
     model_cfg = stored_model_cfg(ckpt, path)
     if not isinstance(ckpt.get("model"), dict):
         raise CheckpointReadError(f"{path}: checkpoint has no 'model' state dict")

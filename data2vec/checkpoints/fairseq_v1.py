@@ -42,20 +42,21 @@ from data2vec.heads.finetuned import HeadConfig
 
 
 # --------------------------------------------------------------------------- dispatch
-def import_checkpoint(path: str | Path, num_heads: Optional[int] = None) -> Imported:
-    """Read any supported Meta checkpoint file (see the module docstring). Errors name the file
-    and the key."""
+def import_checkpoint(path: str | Path, num_heads: Optional[int] = None,
+                      ckpt: Optional[dict[str, Any]] = None) -> Imported:
+    """Read any supported Meta checkpoint file (see the module docstring); `ckpt` is its
+    contents when the caller has loaded them already. Errors name the file and the key."""
     path = Path(path)
     try:
-        return _import_checkpoint(path, num_heads)
+        return _import_checkpoint(path, num_heads, ckpt)
     except (KeyMapError, ConfigError) as e:
         if str(path) in str(e):
             raise
         raise type(e)(f"{path}: {e}") from None
 
 
-def _import_checkpoint(path: Path, num_heads: Optional[int]) -> Imported:
-    ckpt = load_checkpoint(path)
+def _import_checkpoint(path: Path, num_heads: Optional[int], ckpt: Optional[dict[str, Any]]) -> Imported:
+    ckpt = load_checkpoint(path) if ckpt is None else ckpt
     cfg = ckpt.get("cfg")
     dropped: list[tuple[str, str]] = []
     if isinstance(cfg, dict) and isinstance(cfg.get("model"), dict):
@@ -65,7 +66,7 @@ def _import_checkpoint(path: Path, num_heads: Optional[int]) -> Imported:
         if name == "data2vec_multi":
             from data2vec.checkpoints.fairseq import import_fairseq
 
-            c, s, t = import_fairseq(path)
+            c, s, t = import_fairseq(path, ckpt)
             return Imported(c, s, t, None, "fairseq data2vec_multi", dropped)
         if not isinstance(ckpt.get("model"), dict):
             raise CheckpointReadError(f"{path}: checkpoint has no 'model' state dict")

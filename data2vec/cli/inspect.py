@@ -80,12 +80,11 @@ def _file(path: Path, num_heads: Any) -> dict[str, str]:
     from data2vec.checkpoints.fairseq_v1 import import_checkpoint
     from data2vec.checkpoints.unpickle import load_checkpoint
 
-    ckpt = load_checkpoint(path)
+    ckpt = load_checkpoint(path)  # read once; both branches use it
     cfg = ckpt.get("cfg")
     if isinstance(cfg, dict) and isinstance(cfg.get("model"), dict) and cfg["model"].get("_name") == "data2vec_multi":
-        return _fairseq(path)
-    del ckpt
-    return _imported(import_checkpoint(path, num_heads=num_heads))
+        return _fairseq(path, ckpt)
+    return _imported(import_checkpoint(path, num_heads=num_heads, ckpt=ckpt))
 
 
 def _imported(imp: Any) -> dict[str, str]:
@@ -102,11 +101,9 @@ def _imported(imp: Any) -> dict[str, str]:
     return info
 
 
-def _fairseq(path: Path) -> dict[str, str]:
+def _fairseq(path: Path, ckpt: dict[str, Any]) -> dict[str, str]:
     from data2vec.checkpoints.fairseq import detect_modality, stored_model_cfg
-    from data2vec.checkpoints.unpickle import load_checkpoint
 
-    ckpt = load_checkpoint(path)
     model_cfg = stored_model_cfg(ckpt, path)
     state = dict(ckpt.get("model") or {})
     ema = state.pop("_ema", None)

@@ -46,13 +46,11 @@ class BeitImageEncoder(nn.Module):
 
     def __init__(self, cfg: BeitInputConfig, enc: EncoderConfig) -> None:
         super().__init__()
-        if cfg.image_size % cfg.patch_size:
-            raise ValueError(f"image_size={cfg.image_size} is not a multiple of patch_size={cfg.patch_size}")
         self.cfg = cfg
-        self.grid = cfg.image_size // cfg.patch_size
+        self.local_encoder = PatchEmbed(cfg.image_size, cfg.patch_size, cfg.in_chans, enc.dim)
+        self.grid = self.local_encoder.grid
         if not 0 < cfg.num_mask_patches < self.grid**2:
             raise ValueError(f"model.input.num_mask_patches={cfg.num_mask_patches} must be in (0, {self.grid ** 2})")
-        self.local_encoder = PatchEmbed(cfg.patch_size, cfg.in_chans, enc.dim)
         self.extra_tokens = nn.Parameter(torch.zeros(1, 1, enc.dim))
         nn.init.trunc_normal_(self.extra_tokens, std=0.02)
         grid = (self.grid, self.grid)
@@ -65,8 +63,6 @@ class BeitImageEncoder(nn.Module):
 
     def local_features(self, image: Tensor, padding_mask: Optional[Tensor] = None) -> tuple[Tensor, None]:
         """image: (B, C, H, W) -> patches (B, L, D)."""
-        if image.shape[-2:] != (self.cfg.image_size, self.cfg.image_size):
-            raise ValueError(f"expected {self.cfg.image_size}x{self.cfg.image_size} images, got {tuple(image.shape[-2:])}")
         return self.local_encoder(image), None
 
     def make_mask(self, padding_mask: Optional[Tensor], batch: int, length: int, generator: torch.Generator) -> Tensor:

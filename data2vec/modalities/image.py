@@ -33,15 +33,23 @@ class ImageInputConfig(InputConfig):
 
 
 class PatchEmbed(nn.Module):
-    """(B, C, H, W) -> (B, H/p * W/p, D) with a stride-p conv (timm/fairseq `local_encoder.proj`)."""
+    """(B, C, S, S) -> (B, (S/p)^2, D) with a stride-p conv (timm/fairseq `local_encoder.proj`).
 
-    def __init__(self, patch: int, in_chans: int, dim: int) -> None:
+    Checks the image size: `grid` = S/p patches per side.
+    """
+
+    def __init__(self, image_size: int, patch: int, in_chans: int, dim: int) -> None:
         super().__init__()
+        if image_size % patch:
+            raise ValueError(f"image_size={image_size} is not a multiple of patch_size={patch}")
+        self.image_size, self.grid = image_size, image_size // patch
         self.proj = nn.Conv2d(in_chans, dim, kernel_size=patch, stride=patch)
         # MAE/fairseq initialise the patch projection like a Linear layer (xavier uniform).
         nn.init.xavier_uniform_(self.proj.weight.view(dim, -1))
 
     def forward(self, x: Tensor) -> Tensor:
+        if x.shape[-2:] != (self.image_size, self.image_size):
+            raise ValueError(f"expected {self.image_size}x{self.image_size} images, got {tuple(x.shape[-2:])}")
         return self.proj(x).flatten(2).transpose(1, 2)
 
 
@@ -51,20 +59,16 @@ class ImageEncoder(nn.Module):
 
     def __init__(self, cfg: ImageInputConfig, enc: EncoderConfig) -> None:
         super().__init__()
-        if cfg.image_size % cfg.patch_size:
-            raise ValueError(f"image_size={cfg.image_size} is not a multiple of patch_size={cfg.patch_size}")
         self.cfg = cfg
-        self.grid = cfg.image_size // cfg.patch_size
         self.noise_std = cfg.mask_noise_std
-        self.local_encoder = PatchEmbed(cfg.patch_size, cfg.in_chans, enc.dim)
+        self.local_encoder = PatchEmbed(cfg.image_size, cfg.patch_size, cfg.in_chans, enc.dim)
+        self.grid = self.local_encoder.grid
         self.register_buffer("positions", sincos_2d(enc.dim, self.grid, self.grid)[None], persistent=True)
         self.extra_tokens = nn.Parameter(torch.randn(1, 1, enc.dim))
         self.context_encoder = TransformerEncoder(enc, depth=cfg.prenet_depth, input_norm=True)
 
     def local_features(self, image: Tensor, padding_mask: Optional[Tensor] = None) -> tuple[Tensor, None]:
         """image: (B, C, H, W) -> patches (B, L, D)."""
-        if image.shape[-2:] != (self.cfg.image_size, self.cfg.image_size):
-            raise ValueError(f"expected {self.cfg.image_size}x{self.cfg.image_size} images, got {tuple(image.shape[-2:])}")
         return self.local_encoder(image), None
 
     def make_mask(self, padding_mask: Optional[Tensor], batch: int, length: int, generator: torch.Generator) -> Tensor:

@@ -7,14 +7,13 @@ import json
 
 import pytest
 import torch
+import transformers  # a project dependency (pyproject.toml): its absence must fail, not skip
 
-transformers = pytest.importorskip("transformers")
-
-from data2vec.algorithms.data2vec1 import Data2Vec1Model  # noqa: E402
-from data2vec.checkpoints.huggingface import export_hf, import_hf  # noqa: E402
-from data2vec.checkpoints.keymaps import KeyMapError  # noqa: E402
-from data2vec.config import ConfigError  # noqa: E402
-from data2vec.heads.finetuned import build_finetuned  # noqa: E402
+from data2vec.algorithms.data2vec1 import Data2Vec1Model
+from data2vec.checkpoints.huggingface import export_hf, import_hf
+from data2vec.checkpoints.keymaps import KeyMapError
+from data2vec.config import ConfigError
+from data2vec.heads.finetuned import build_finetuned
 
 TOL = 1e-4
 D, L, H = 32, 2, 2
