@@ -179,8 +179,8 @@ M={get_preset("data2vec2_audio_small").model.clone_batch} masked views per utter
 | bf16 autocast | {tp['bf16']:.2f} |
 
 This CPU has AVX2 but no AVX-512/BF16 instructions, so bf16 autocast is several times slower
-than fp32 here and the CPU presets train in fp32. `data2vec2_audio_base` sets `train.bf16=true`
-for GPUs, where no number was measured for this table.
+than fp32 here, and `train.bf16=auto` (every preset's default) trains in fp32 on such CPUs and
+in bf16 on GPUs and on CPUs with AVX-512 BF16 or AMX.
 """
     (ROOT / "docs" / "benchmarks-speech.md").write_text(doc)
 

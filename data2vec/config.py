@@ -156,13 +156,17 @@ class TrainConfig:
     batch_size: int = 16  # samples per micro-batch, before the M masked copies
     grad_accum: int = 1
     clip_norm: float = 4.0  # 0 disables
-    bf16: bool = False
+    bf16: bool | str = "auto"  # bf16 autocast: true, false, or "auto" (CUDA, or a CPU with native BF16)
     seed: int = 1
     device: str = "auto"
     num_workers: int = 0
     log_every: int = 10
     ckpt_every: int = 500
     time_limit_min: float = 0.0  # 0: no limit; else stop (and save) after this many minutes
+
+    def __post_init__(self) -> None:
+        if self.bf16 not in (True, False, "auto"):
+            raise ConfigError(f"train.bf16={self.bf16!r}: expected true, false or auto")
 
 
 @dataclass(frozen=True)
@@ -218,6 +222,10 @@ def _convert(tp: Any, value: Any, path: str) -> Any:
         if value is None and type(None) in args:
             return None
         inner = [a for a in args if a is not type(None)]
+        if len(inner) > 1:  # e.g. bool | str: the value must be one of the plain types
+            if any(type(value) is a for a in inner):
+                return value
+            raise ConfigError(f"{path}: expected {' or '.join(a.__name__ for a in inner)}, got {value!r}")
         return _convert(inner[0], value, path)
     if origin is tuple:
         args = typing.get_args(tp)
@@ -243,7 +251,13 @@ def parse_value(tp: Any, text: str, path: str) -> Any:
         args = typing.get_args(tp)
         if text.lower() in ("none", "null") and type(None) in args:
             return None
-        return parse_value([a for a in args if a is not type(None)][0], text, path)
+        inner = [a for a in args if a is not type(None)]
+        for alt in inner[:-1]:  # the first alternative that parses, e.g. bool before str
+            try:
+                return parse_value(alt, text, path)
+            except ConfigError:
+                pass
+        return parse_value(inner[-1], text, path)
     if origin is tuple:
         parts = [p for p in text.strip("()[] ").split(",") if p.strip()]
         args = typing.get_args(tp)

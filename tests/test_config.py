@@ -18,7 +18,7 @@ def test_overrides_parse_types():
     ("nope.x=1", "config has no field 'nope'"),
     ("train.lr=fast", "train.lr: expected float"),
     ("train.max_steps=1.5", "train.max_steps: expected int"),
-    ("train.bf16=maybe", "train.bf16: expected bool"),
+    ("train.bf16=maybe", "train.bf16='maybe': expected true, false or auto"),
     ("train=3", "is a section"),
     ("model.input.kind=audio", "cannot be overridden"),
     ("train.lr", "expected key=value"),

@@ -43,7 +43,7 @@ def audio_base() -> PretrainConfig:
         data=AudioDataConfig(path="", max_sample_size=320_000, min_sample_size=32_000,
                              max_samples_per_batch=1_000_000, normalize=True),
         train=TrainConfig(lr=7.5e-4, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.01, warmup_steps=8000,
-                          max_steps=400_000, batch_size=512, clip_norm=0.0, bf16=True, log_every=100,
+                          max_steps=400_000, batch_size=512, clip_norm=0.0, log_every=100,
                           ckpt_every=5000),
     )
 
@@ -70,7 +70,7 @@ def audio_small() -> PretrainConfig:
         data=AudioDataConfig(path=SPEECH_CORPUS_TRAIN, max_sample_size=48_000, min_sample_size=8_000,
                              max_samples_per_batch=16 * 48_000, normalize=True),
         train=TrainConfig(lr=1e-3, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.01, warmup_steps=50, max_steps=1000,
-                          batch_size=16, clip_norm=1.0, bf16=False, log_every=10, ckpt_every=100),
+                          batch_size=16, clip_norm=1.0, log_every=10, ckpt_every=100),
     )
 
 
@@ -81,5 +81,5 @@ def audio_tiny() -> PretrainConfig:
         data=AudioDataConfig(path=SPEECH_CORPUS_TRAIN, max_sample_size=32_000, min_sample_size=4_000,
                              max_samples_per_batch=8 * 32_000, normalize=True),
         train=TrainConfig(lr=2e-3, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.01, warmup_steps=2, max_steps=20,
-                          batch_size=8, clip_norm=1.0, bf16=False, log_every=2, ckpt_every=10),
+                          batch_size=8, clip_norm=1.0, log_every=2, ckpt_every=10),
     )

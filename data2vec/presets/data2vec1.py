@@ -54,7 +54,7 @@ def image_base() -> PretrainConfig:
         ),
         data=ImageDataConfig(path="", crop_scale_min=0.08, hflip=True),
         train=TrainConfig(lr=2e-3, betas=(0.9, 0.999), weight_decay=0.05, warmup_steps=6250, max_steps=500_000,
-                          batch_size=128, clip_norm=3.0, bf16=True, log_every=100, ckpt_every=5000),
+                          batch_size=128, clip_norm=3.0, log_every=100, ckpt_every=5000),
     )
 
 
@@ -71,7 +71,7 @@ def image_large() -> PretrainConfig:
         ),
         data=base.data,
         train=TrainConfig(lr=1e-3, betas=(0.9, 0.999), weight_decay=0.05, warmup_steps=25_000, max_steps=250_000,
-                          batch_size=64, clip_norm=3.0, bf16=True, log_every=100, ckpt_every=5000),
+                          batch_size=64, clip_norm=3.0, log_every=100, ckpt_every=5000),
     )
 
 
@@ -94,7 +94,7 @@ def image_fmnist() -> PretrainConfig:
         model=_small_beit(dim=128, depth=6, heads=4),
         data=ImageDataConfig(path=FASHION_MNIST_TRAIN, crop_scale_min=0.35, hflip=True, mean=FMNIST_MEAN, std=FMNIST_STD),
         train=TrainConfig(lr=1.5e-3, betas=(0.9, 0.999), weight_decay=0.05, warmup_steps=40, max_steps=900,
-                          batch_size=64, clip_norm=3.0, bf16=False, log_every=25, ckpt_every=150),
+                          batch_size=64, clip_norm=3.0, log_every=25, ckpt_every=150),
     )
 
 
@@ -103,7 +103,7 @@ def image_tiny() -> PretrainConfig:
     return PretrainConfig(
         model=_small_beit(dim=32, depth=2, heads=2),
         data=ImageDataConfig(path=FASHION_MNIST_TRAIN, crop_scale_min=0.35, hflip=True, mean=FMNIST_MEAN, std=FMNIST_STD),
-        train=TrainConfig(lr=1e-3, warmup_steps=5, max_steps=50, batch_size=16, clip_norm=3.0, bf16=False,
+        train=TrainConfig(lr=1e-3, warmup_steps=5, max_steps=50, batch_size=16, clip_norm=3.0,
                           log_every=5, ckpt_every=25),
     )
 
@@ -142,7 +142,7 @@ def audio_base() -> PretrainConfig:
                              max_samples_per_batch=3_800_000, normalize=True),
         train=TrainConfig(lr=5e-4, min_lr=5e-6, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.01, schedule="tri_stage",
                           warmup_steps=12_000, hold_steps=360_000, max_steps=400_000, batch_size=512, clip_norm=0.0,
-                          bf16=True, log_every=100, ckpt_every=5000),
+                          log_every=100, ckpt_every=5000),
     )
 
 
@@ -163,7 +163,7 @@ def audio_small() -> PretrainConfig:
                              max_samples_per_batch=16 * 48_000, normalize=True),
         train=TrainConfig(lr=1e-3, min_lr=1e-5, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.01, schedule="tri_stage",
                           warmup_steps=30, hold_steps=900, max_steps=1000, batch_size=16, clip_norm=1.0,
-                          bf16=False, log_every=10, ckpt_every=100),
+                          log_every=10, ckpt_every=100),
     )
 
 
@@ -174,7 +174,7 @@ def audio_tiny() -> PretrainConfig:
         data=AudioDataConfig(path=SPEECH_CORPUS_TRAIN, max_sample_size=32_000, min_sample_size=4_000,
                              max_samples_per_batch=8 * 32_000, normalize=True),
         train=TrainConfig(lr=2e-3, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.01, warmup_steps=2, max_steps=20,
-                          batch_size=8, clip_norm=1.0, bf16=False, log_every=2, ckpt_every=10),
+                          batch_size=8, clip_norm=1.0, log_every=2, ckpt_every=10),
     )
 
 
@@ -204,7 +204,7 @@ def _text_base(mask: dict) -> PretrainConfig:
         ),
         data=TextDataConfig(path="", doc_mode="blank_line", block_size=512, break_mode="complete_doc"),
         train=TrainConfig(lr=2e-4, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.01, warmup_steps=10_000,
-                          max_steps=1_000_000, batch_size=16, clip_norm=5.0, bf16=True, log_every=100,
+                          max_steps=1_000_000, batch_size=16, clip_norm=5.0, log_every=100,
                           ckpt_every=5000),
     )
 
@@ -240,7 +240,7 @@ def text_fortunes() -> PretrainConfig:
         model=_small_text(dim=128, depth=4, heads=4, vocab=4096, max_positions=128),
         data=TextDataConfig(path=FORTUNES_DIR, doc_mode="percent", block_size=128, break_mode="none"),
         train=TrainConfig(lr=1e-3, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.01, warmup_steps=50, max_steps=500,
-                          batch_size=16, clip_norm=1.0, bf16=False, log_every=20, ckpt_every=200),
+                          batch_size=16, clip_norm=1.0, log_every=20, ckpt_every=200),
     )
 
 
@@ -250,5 +250,5 @@ def text_tiny() -> PretrainConfig:
         model=_small_text(dim=32, depth=2, heads=2, vocab=512, max_positions=64),
         data=TextDataConfig(path=FORTUNES_DIR, doc_mode="percent", block_size=64, break_mode="none"),
         train=TrainConfig(lr=2e-3, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.01, warmup_steps=5, max_steps=40,
-                          batch_size=16, clip_norm=1.0, bf16=False, log_every=5, ckpt_every=20),
+                          batch_size=16, clip_norm=1.0, log_every=5, ckpt_every=20),
     )

@@ -35,7 +35,7 @@ def image_base() -> PretrainConfig:
         ),
         data=ImageDataConfig(path="", crop_scale_min=0.2, hflip=True),
         train=TrainConfig(lr=1e-3, betas=(0.9, 0.95), weight_decay=0.05, warmup_steps=50_040, max_steps=375_300,
-                          batch_size=16, clip_norm=4.0, bf16=True, log_every=100, ckpt_every=5000),
+                          batch_size=16, clip_norm=4.0, log_every=100, ckpt_every=5000),
     )
 
 
@@ -55,7 +55,7 @@ def image_large() -> PretrainConfig:
         ),
         data=base.data,
         train=TrainConfig(lr=4e-4, betas=(0.9, 0.95), weight_decay=0.05, warmup_steps=50_040, max_steps=375_300,
-                          batch_size=8, clip_norm=4.0, bf16=True, log_every=100, ckpt_every=5000),
+                          batch_size=8, clip_norm=4.0, log_every=100, ckpt_every=5000),
     )
 
 
@@ -77,12 +77,11 @@ def _small_image_model(dim: int, depth: int, heads: int, prenet: int, clone: int
 @register_preset("data2vec2_image_fmnist", "small data2vec 2.0 ViT for Fashion-MNIST on a 2-core CPU (the demo)")
 def image_fmnist() -> PretrainConfig:
     return PretrainConfig(
-        # Tuned for ~6 minutes on 2 CPU cores; fp32 because bf16 matmuls are emulated (slow) on
-        # CPUs without AVX-512 BF16 (see docs/benchmarks.md).
+        # Tuned for ~6 minutes on 2 CPU cores (train.bf16=auto: fp32 on CPUs without BF16 instructions).
         model=_small_image_model(dim=128, depth=5, heads=4, prenet=1, clone=4, steps=450),
         data=ImageDataConfig(path=FASHION_MNIST_TRAIN, crop_scale_min=0.35, hflip=True, mean=FMNIST_MEAN, std=FMNIST_STD),
         train=TrainConfig(lr=1.5e-3, betas=(0.9, 0.95), weight_decay=0.05, warmup_steps=40, max_steps=450,
-                          batch_size=64, clip_norm=4.0, bf16=False, log_every=25, ckpt_every=150, time_limit_min=9.0),
+                          batch_size=64, clip_norm=4.0, log_every=25, ckpt_every=150, time_limit_min=9.0),
     )
 
 
@@ -91,6 +90,6 @@ def image_tiny() -> PretrainConfig:
     return PretrainConfig(
         model=_small_image_model(dim=32, depth=2, heads=2, prenet=1, clone=2, steps=50),
         data=ImageDataConfig(path=FASHION_MNIST_TRAIN, crop_scale_min=0.35, hflip=True, mean=FMNIST_MEAN, std=FMNIST_STD),
-        train=TrainConfig(lr=1e-3, warmup_steps=5, max_steps=50, batch_size=16, clip_norm=4.0, bf16=False,
+        train=TrainConfig(lr=1e-3, warmup_steps=5, max_steps=50, batch_size=16, clip_norm=4.0,
                           log_every=5, ckpt_every=25),
     )

@@ -34,7 +34,7 @@ def text_base() -> PretrainConfig:
         ),
         data=TextDataConfig(path="", doc_mode="blank_line", block_size=512, break_mode="none"),
         train=TrainConfig(lr=2e-4, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.01, warmup_steps=4000,
-                          max_steps=1_000_000, batch_size=4, clip_norm=1.0, bf16=True, log_every=100,
+                          max_steps=1_000_000, batch_size=4, clip_norm=1.0, log_every=100,
                           ckpt_every=5000),
     )
 
@@ -63,7 +63,7 @@ def text_fortunes() -> PretrainConfig:
         model=_small_text_model(dim=128, depth=4, heads=4, vocab=4096, clone=2, max_positions=128, decoder_layers=2),
         data=TextDataConfig(path=FORTUNES_DIR, doc_mode="percent", block_size=128, break_mode="none"),
         train=TrainConfig(lr=1e-3, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.01, warmup_steps=50, max_steps=500,
-                          batch_size=16, clip_norm=1.0, bf16=False, log_every=20, ckpt_every=200),
+                          batch_size=16, clip_norm=1.0, log_every=20, ckpt_every=200),
     )
 
 
@@ -73,5 +73,5 @@ def text_tiny() -> PretrainConfig:
         model=_small_text_model(dim=32, depth=2, heads=2, vocab=512, clone=2, max_positions=64, decoder_layers=2),
         data=TextDataConfig(path=FORTUNES_DIR, doc_mode="percent", block_size=64, break_mode="none"),
         train=TrainConfig(lr=2e-3, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.01, warmup_steps=5, max_steps=40,
-                          batch_size=16, clip_norm=1.0, bf16=False, log_every=5, ckpt_every=20),
+                          batch_size=16, clip_norm=1.0, log_every=5, ckpt_every=20),
     )

@@ -7,7 +7,6 @@ import logging
 import math
 import shutil
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Optional
@@ -23,6 +22,7 @@ from data2vec.train.checkpoint import load_checkpoint, rng_state, save_atomic, s
 from data2vec.train.data import PretrainData, SkipCounter, build_pretrain_data
 from data2vec.train.logging import MetricLogger, truncate_metrics
 from data2vec.train.optim import build_optimizer
+from data2vec.train.precision import autocast, choose_bf16
 from data2vec.train.schedules import learning_rate
 
 log = logging.getLogger("data2vec")
@@ -100,6 +100,7 @@ class Trainer:
                 raise ValueError(f"--resume: the model config differs from the one saved in {self.run_dir / LAST}")
         self.cfg = cfg
         self.device = resolve_device(cfg.train.device)
+        self.bf16 = choose_bf16(cfg.train.bf16, self.device)
         torch.manual_seed(cfg.train.seed)
         self.model = build_model(cfg.model)
         teacher_state = self._load_init(init) if init and ckpt is None else None
@@ -167,7 +168,7 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.model.train()
-        amp = torch.autocast(self.device.type, dtype=torch.bfloat16) if tc.bf16 else nullcontext()
+        amp = autocast(self.bf16, self.device)
         sums: dict[str, float] = {}
         for micro in range(tc.grad_accum):
             batch = next(batches)
