@@ -18,14 +18,14 @@ import torch
 
 from data2vec.config import apply_overrides
 from data2vec.presets import get_preset
-from data2vec.train.pretrain import Trainer, _batch_stream
+from data2vec.train.pretrain import Trainer
 
 
 def seconds_per_step(cfg, steps: int, warmup: int) -> float:
     """Mean wall-clock of full training steps on real batches, after `warmup` untimed ones."""
     with tempfile.TemporaryDirectory() as run:
         trainer = Trainer(cfg, run)
-        batches = _batch_stream(trainer.data, trainer.state)
+        batches = trainer.batch_stream()
         for _ in range(warmup):
             trainer.train_step(batches)
         t0 = time.perf_counter()
@@ -39,7 +39,7 @@ def seconds_per_step(cfg, steps: int, warmup: int) -> float:
 def measure(preset: str, bf16: bool, steps: int, warmup: int, overrides: list[str]) -> dict:
     cfg = apply_overrides(get_preset(preset), [f"train.bf16={bf16}", *overrides])
     dt = seconds_per_step(cfg, steps, warmup) * steps
-    images = steps * cfg.train.batch_size * cfg.train.grad_accum
+    images = steps * cfg.train.batch_size
     return {"bf16": bf16, "steps": steps, "seconds": dt, "images_per_s": images / dt,
             "masked_views_per_s": images * cfg.model.clone_batch / dt}
 

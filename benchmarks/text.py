@@ -33,7 +33,7 @@ from data2vec.heads.classification import masked_mean
 from data2vec.data.text_pretrain import text_tokenizer
 from data2vec.presets import get_preset
 from data2vec.train.finetune_text import TextFinetuneConfig, build_text_model, encode_sentences
-from data2vec.train.pretrain import Trainer, _batch_stream
+from data2vec.train.pretrain import Trainer
 
 PRESET = "data2vec2_text_fortunes"
 
@@ -58,7 +58,7 @@ def throughput(out: Path, bf16: bool, steps: int, cache: str) -> dict[str, float
             tokens += int((~batch["padding_mask"]).sum())
             yield batch
 
-    batches = counting(_batch_stream(trainer.data, trainer.state))
+    batches = counting(trainer.batch_stream())
     trainer.train_step(batches)  # warm-up step, not timed
     tokens = 0
     t0 = time.perf_counter()

@@ -28,7 +28,7 @@ from data2vec.demo import fashion_mnist_split
 from data2vec.data.image import TransformedImages, collate_images, eval_transform
 from data2vec.eval.probe import encoder_features, extract_features, linear_probe
 from data2vec.presets import get_preset
-from data2vec.train.pretrain import Trainer, _batch_stream
+from data2vec.train.pretrain import Trainer
 from image_throughput import seconds_per_step  # benchmarks/ is the script's folder
 
 # (label, preset, overrides). The third run is an ablation: data2vec 2.0's ViT, targets, loss,
@@ -68,7 +68,7 @@ def run_version(label: str, preset: str, overrides: list[str], minutes: float, p
     steps = max(10, int(minutes * 60 / seconds_per_step(base, steps=8, warmup=2)))
     cfg = apply_overrides(base, budget_overrides(base, steps))
     trainer = Trainer(cfg, out / label.replace(" ", "_").replace(",", ""), force=True)
-    batches = _batch_stream(trainer.data, trainer.state)
+    batches = trainer.batch_stream()
     marks = [minutes * 60 * (i + 1) / probes for i in range(probes)]
     curve = [{"minutes": 0.0, "step": 0, "linear_top1": probe(trainer.model, cfg, probe_train)}]
     train_s, samples, views = 0.0, 0, 0.0
@@ -76,7 +76,7 @@ def run_version(label: str, preset: str, overrides: list[str], minutes: float, p
         t0 = time.perf_counter()
         logs = trainer.train_step(batches)
         train_s += time.perf_counter() - t0
-        samples += cfg.train.batch_size * cfg.train.grad_accum
+        samples += cfg.train.batch_size
         views += logs["masked_views"]
         if trainer.state.step % cfg.train.log_every == 0:
             trainer.metrics.log(trainer.state.step, {**logs, "train_minutes": train_s / 60})

@@ -153,8 +153,12 @@ class TrainConfig:
     schedule: str = "cosine"  # "cosine" to min_lr, or fairseq "tri_stage" (warm-up, hold, decay to min_lr)
     hold_steps: int = 0  # tri_stage: steps at the peak lr after warm-up
     max_steps: int = 1000
-    batch_size: int = 16  # samples per micro-batch, before the M masked copies
-    grad_accum: int = 1
+    # The global batch: samples per optimizer step over all ranks, before the M masked copies
+    # (length-bucketed audio: the most utterances in one bucket; see data.buckets_per_step).
+    batch_size: int = 16
+    micro_batch: int = 0  # samples per rank per forward pass; 0: batch_size / world size (no accumulation)
+    parallel: str = "ddp"  # under torchrun: "ddp" (replicas) or "fsdp" (FSDP2 sharding)
+    compile: bool = False  # torch.compile the student and the teacher
     clip_norm: float = 4.0  # 0 disables
     bf16: bool | str = "auto"  # bf16 autocast: true, false, or "auto" (CUDA, or a CPU with native BF16)
     seed: int = 1

@@ -31,3 +31,45 @@ def speech_corpus(tmp_path_factory):
     out = tmp_path_factory.mktemp("speech")
     synthesize_corpus(out, 40, seed=0, num_workers=2)
     return out
+
+
+def _rank_main(fn, rank, world, port, args):
+    import os
+    import sys
+    import traceback
+
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), LOCAL_WORLD_SIZE=str(world),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    try:
+        fn(*args)
+    except BaseException:
+        traceback.print_exc()
+        sys.stderr.flush()
+        os._exit(1)
+    os._exit(0)
+
+
+@pytest.fixture
+def run_ranks():
+    """run_ranks(fn, world, *args): fn(*args) on `world` forked processes that form a gloo group,
+    as torchrun would (forking skips re-importing torch, which keeps these tests fast)."""
+    import multiprocessing
+    import socket
+
+    def launch(fn, world, *args, timeout=300):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        ctx = multiprocessing.get_context("fork")
+        procs = [ctx.Process(target=_rank_main, args=(fn, r, world, port, args)) for r in range(world)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(timeout)
+        codes = [p.exitcode for p in procs]
+        for p in procs:
+            if p.is_alive():
+                p.kill()
+        assert codes == [0] * world, f"rank exit codes {codes}"
+
+    return launch

@@ -20,10 +20,11 @@ TARGET_LAYERS = ("ffn", "block")
 
 @dataclass
 class PretrainOutput:
-    """loss: scalar to backpropagate; logs: detached floats (loss parts, collapse monitors)."""
+    """loss: scalar to backpropagate; logs: detached 0-dim tensors (loss parts, collapse
+    monitors) and plain floats; tensors stay on the device so a step needs no host sync."""
 
     loss: Tensor
-    logs: dict[str, float] = field(default_factory=dict)
+    logs: dict[str, Tensor | float] = field(default_factory=dict)
 
 
 class RepresentationCollapse(RuntimeError):
@@ -92,8 +93,10 @@ def teacher_targets(
     return make_targets([h[:, E:] for h in layers], cfg.targets, padding_mask)
 
 
-def check_collapse(cfg: ModelConfig, logs: dict[str, float], step: int) -> None:
-    """Stop with a clear message when target or prediction std falls below its threshold."""
+def check_collapse(cfg: ModelConfig, logs: dict[str, Tensor | float], step: int) -> None:
+    """Stop with a clear message when target or prediction std falls below its threshold.
+
+    Reads the device values (a host sync) only when a threshold is set."""
     if step < cfg.collapse_check_after:
         return
     if cfg.min_target_std > 0 and logs["target_std"] < cfg.min_target_std:

@@ -98,9 +98,10 @@ class Data2Vec1Model(nn.Module):
         y_masked = y[loss_mask]
         n = max(pred.shape[0], 1)
         loss = regression_loss(pred, y_masked, cfg.loss.beta, cfg.loss.scale) / n
-        logs = {"loss_regression": loss.item(), "target_std": feature_std(y_masked).item(),
-                "pred_std": feature_std(pred).item(), "masked_views": float(B), "loss": loss.item(),
-                "mask_ratio": loss_mask.sum().item() / max(1, B * T if pad is None else int((~pad).sum()))}
+        real = loss_mask.new_tensor(B * T) if pad is None else (~pad).sum()
+        logs = {"loss_regression": loss.detach(), "target_std": feature_std(y_masked).detach(),
+                "pred_std": feature_std(pred).detach(), "masked_views": float(B), "loss": loss.detach(),
+                "mask_ratio": loss_mask.sum() / real.clamp(min=1)}
         check_collapse(cfg, logs, step)
         return PretrainOutput(loss, logs)
 

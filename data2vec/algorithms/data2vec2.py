@@ -88,7 +88,7 @@ class Data2Vec2Model(nn.Module):
         n = max(pred_masked.shape[0], 1)
         reg = regression_loss(pred_masked, y_masked, cfg.loss.beta, cfg.loss.scale) / n
         loss = reg
-        logs = {"loss_regression": reg.item()}
+        logs = {"loss_regression": reg.detach()}
         if cfg.loss.cls_weight > 0:
             if E < 1:
                 raise ValueError("loss.cls_weight > 0 needs a modality with a CLS token")
@@ -97,11 +97,11 @@ class Data2Vec2Model(nn.Module):
             # CLS term is cls_weight times the per-sample CLS loss summed over the batch.
             cls = regression_loss(out.x[:, E - 1], cls_target, cfg.loss.beta, cfg.loss.scale) * cfg.loss.cls_weight
             loss = loss + cls
-            logs["loss_cls"] = cls.item()
-        logs["target_std"] = feature_std(y_masked).item()
-        logs["pred_std"] = feature_std(pred_masked).item()
+            logs["loss_cls"] = cls.detach()
+        logs["target_std"] = feature_std(y_masked).detach()
+        logs["pred_std"] = feature_std(pred_masked).detach()
         logs["masked_views"] = float(B * M)
-        logs["loss"] = loss.item()
+        logs["loss"] = loss.detach()
         check_collapse(cfg, logs, step)
         return PretrainOutput(loss, logs)
 

@@ -1,4 +1,6 @@
-"""data2vec pretrain --preset NAME [--out DIR] [--resume] [--force] [key=value ...]"""
+"""data2vec pretrain --preset NAME [--out DIR] [--resume] [--force] [key=value ...]
+
+Runs as is under torchrun (`torchrun --nproc-per-node N -m data2vec pretrain ...`)."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from pathlib import Path
 from data2vec.config import PretrainConfig, apply_overrides, from_dict, load_config, to_dict
 from data2vec.presets import get_preset
 from data2vec.train.checkpoint import load_checkpoint
+from data2vec.train.distributed import env
 from data2vec.train.pretrain import LAST, pretrain
 
 HELP = "pretrain a model from a preset (data2vec 1.0 or 2.0)"
@@ -46,10 +49,13 @@ def resolve_config(args: argparse.Namespace) -> PretrainConfig:
 
 def run(args: argparse.Namespace) -> int:
     cfg = resolve_config(args)
-    print("resolved config:\n" + json.dumps(to_dict(cfg), indent=2), flush=True)
+    main = env().is_main  # under torchrun, rank 0 speaks for the job
+    if main:
+        print("resolved config:\n" + json.dumps(to_dict(cfg), indent=2), flush=True)
     if args.init and args.resume:
         raise ValueError("--init starts a new run; --resume continues one: use one of them")
     summary = pretrain(cfg, args.out, resume=args.resume, force=args.force, progress=not args.no_progress,
                        init=args.init)
-    print(json.dumps(summary, indent=2))
+    if main:
+        print(json.dumps(summary, indent=2))
     return 0

@@ -15,7 +15,7 @@ from torch.utils.data import Dataset
 
 from data2vec.config import DataConfig, InputConfig, TrainConfig, register_kind
 from data2vec.data.audio import AudioDataset, LengthBucketSampler, collate_audio
-from data2vec.train.data import epoch_loader, register_data
+from data2vec.train.data import PlannedData, epoch_loader, register_data
 
 
 @register_kind
@@ -29,6 +29,8 @@ class AudioDataConfig(DataConfig):
     min_sample_size: int = 32_000  # shorter ones are dropped, with a count (2 s)
     max_samples_per_batch: int = 1_000_000  # padded 16 kHz samples per micro-batch
     normalize: bool = True  # zero mean, unit variance per utterance (data2vec needs it)
+    # Global batch: length buckets per optimizer step over all ranks (0: one per rank).
+    buckets_per_step: int = 0
 
 
 class _EpochItems(Dataset):
@@ -55,24 +57,37 @@ def collate_pretrain(items: list[Optional[dict]]) -> dict[str, Any]:
 
 
 @dataclass
-class AudioPretrainData:
-    """`PretrainData` over length-bucketed audio batches."""
+class AudioPretrainData(PlannedData):
+    """`PretrainData` over length-bucketed audio batches; one bucket is one micro-batch."""
 
     dataset: AudioDataset
     sampler: LengthBucketSampler
     seed: int
     num_workers: int = 0
+    buckets_per_step: int = 0
+
+    def __post_init__(self) -> None:
+        self.items = _EpochItems(self.dataset, self.seed)
+        self.collate = collate_pretrain
 
     @property
     def num_samples(self) -> int:
         return len(self.dataset)
 
+    def configure(self, world_size: int, micro_batch: int = 0) -> int:
+        per_step = self.buckets_per_step or world_size
+        if per_step % world_size:
+            raise ValueError(f"data.buckets_per_step={per_step} is not a multiple of the {world_size} ranks")
+        return per_step
+
     def batches_per_epoch(self) -> int:
         return len(self.sampler)
 
+    def plan(self, epoch: int) -> list[list[tuple[int, int]]]:
+        return [[(epoch, i) for i in b] for b in self.sampler.batches(epoch)]
+
     def batches(self, epoch: int, start: int = 0) -> Iterator[dict[str, Any]]:
-        plan = [[(epoch, i) for i in b] for b in self.sampler.batches(epoch)[start:]]
-        return epoch_loader(_EpochItems(self.dataset, self.seed), plan, collate_pretrain, self.seed, self.num_workers)
+        return epoch_loader(self.items, self.plan(epoch)[start:], collate_pretrain, self.seed, self.num_workers)
 
 
 def open_audio(data: AudioDataConfig, seed: int) -> AudioDataset:
@@ -96,4 +111,4 @@ def build_audio_data(data: AudioDataConfig, inp: InputConfig, train: TrainConfig
         ds.sizes, data.max_samples_per_batch, shuffle=True, seed=train.seed,
         max_sample_size=data.max_sample_size, max_batch_size=train.batch_size,
     )
-    return AudioPretrainData(ds, sampler, train.seed, train.num_workers)
+    return AudioPretrainData(ds, sampler, train.seed, train.num_workers, data.buckets_per_step)

@@ -41,7 +41,7 @@ def audio_base() -> PretrainConfig:
             clone_batch=8,
         ),
         data=AudioDataConfig(path="", max_sample_size=320_000, min_sample_size=32_000,
-                             max_samples_per_batch=1_000_000, normalize=True),
+                             max_samples_per_batch=1_000_000, normalize=True, buckets_per_step=8),
         train=TrainConfig(lr=7.5e-4, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.01, warmup_steps=8000,
                           max_steps=400_000, batch_size=512, clip_norm=0.0, log_every=100,
                           ckpt_every=5000),

@@ -34,8 +34,10 @@ def image_base() -> PretrainConfig:
             clone_batch=16,
         ),
         data=ImageDataConfig(path="", crop_scale_min=0.2, hflip=True),
+        # 16 images per GPU on 16 GPUs; other world sizes accumulate or split to keep 256.
         train=TrainConfig(lr=1e-3, betas=(0.9, 0.95), weight_decay=0.05, warmup_steps=50_040, max_steps=375_300,
-                          batch_size=16, clip_norm=4.0, log_every=100, ckpt_every=5000),
+                          batch_size=256, micro_batch=16, clip_norm=4.0, log_every=100,
+                          ckpt_every=5000),
     )
 
 
@@ -55,7 +57,8 @@ def image_large() -> PretrainConfig:
         ),
         data=base.data,
         train=TrainConfig(lr=4e-4, betas=(0.9, 0.95), weight_decay=0.05, warmup_steps=50_040, max_steps=375_300,
-                          batch_size=8, clip_norm=4.0, log_every=100, ckpt_every=5000),
+                          batch_size=128, micro_batch=8, clip_norm=4.0, log_every=100, ckpt_every=5000,
+                          parallel="fsdp"),
     )
 
 

@@ -19,7 +19,7 @@ register_tiny_overrides("text", [
 
 @register_preset("data2vec2_text_base", "data2vec 2.0 text base (RoBERTa-size), reference hyperparameters (16 GPUs)")
 def text_base() -> PretrainConfig:
-    # examples/data2vec/config/v2/base_text_only_task.yaml; batch_size is per GPU (4 x 16 GPUs).
+    # examples/data2vec/config/v2/base_text_only_task.yaml: 4 sequences per GPU on 16 GPUs = 64 per step.
     return PretrainConfig(
         model=ModelConfig(
             input=TextInputConfig(vocab_size=50265, pad_id=1, max_positions=512, embed_dropout=0.1,
@@ -34,8 +34,8 @@ def text_base() -> PretrainConfig:
         ),
         data=TextDataConfig(path="", doc_mode="blank_line", block_size=512, break_mode="none"),
         train=TrainConfig(lr=2e-4, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.01, warmup_steps=4000,
-                          max_steps=1_000_000, batch_size=4, clip_norm=1.0, log_every=100,
-                          ckpt_every=5000),
+                          max_steps=1_000_000, batch_size=64, micro_batch=4, clip_norm=1.0,
+                          log_every=100, ckpt_every=5000),
     )
 
 

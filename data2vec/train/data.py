@@ -3,6 +3,10 @@
 Each sample is drawn as (epoch, index) and transformed under a seed derived from
 (run seed, epoch, index), so a resumed run sees exactly the batches and augmentations an
 uninterrupted run would, whatever the number of loader workers.
+
+Across ranks, an epoch is one global list of micro-batches; an optimizer step takes the next
+`micro_per_step` of them and rank r of W takes every W-th one from offset r (`rank_plan`), so
+W ranks see exactly the micro-batches one rank accumulating over all of them would.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from data2vec.config import DataConfig, InputConfig, TrainConfig
+from data2vec.train.distributed import rank_plan, split_batch
 
 _DATA_BUILDERS: dict[str, Callable[..., "PretrainData"]] = {}
 
@@ -38,10 +43,46 @@ def build_pretrain_data(data: DataConfig, inp: InputConfig, train: TrainConfig) 
 class PretrainData(Protocol):
     num_samples: int
 
-    def batches(self, epoch: int, start: int) -> Iterator[dict[str, Any]]:
-        """Batches of `epoch`, beginning at batch number `start` (for resuming)."""
+    def configure(self, world_size: int, micro_batch: int) -> int:
+        """Fix the micro-batch layout for `world_size` ranks; returns global micro-batches per step."""
 
-    def batches_per_epoch(self) -> int: ...
+    def batches_per_epoch(self) -> int:
+        """Global micro-batches in one epoch."""
+
+    def stream(self, epoch: int, start: int, rank: int, world_size: int,
+               pin_memory: bool = False) -> Iterator[dict[str, Any]]:
+        """This rank's micro-batches, endlessly, from global micro-batch `start` of `epoch` on."""
+
+    def stream_state(self) -> dict[str, Any]:
+        """Extra stream position to checkpoint (empty when (epoch, start) says it all)."""
+
+
+class _PlanSampler(Sampler[list]):
+    """An endless batch sampler over `rank_plan` (one DataLoader serves the whole run, so its
+    workers persist across epochs)."""
+
+    def __init__(self, plan: Callable[[int], list], epoch: int, start: int, rank: int, world_size: int) -> None:
+        self.args = (plan, epoch, start, rank, world_size)
+
+    def __iter__(self) -> Iterator[list]:
+        return rank_plan(*self.args)
+
+
+class PlannedData:
+    """`PretrainData.stream` for data whose epochs are lists of batches of (epoch, index) keys.
+
+    Subclasses provide `plan(epoch)`, `items` (a Dataset keyed by (epoch, index)), `collate`,
+    `seed` and `num_workers`.
+    """
+
+    def stream(self, epoch: int, start: int, rank: int = 0, world_size: int = 1,
+               pin_memory: bool = False) -> Iterator[dict[str, Any]]:
+        sampler = _PlanSampler(self.plan, epoch, start, rank, world_size)  # type: ignore[attr-defined]
+        return epoch_loader(self.items, sampler, self.collate, self.seed, self.num_workers,  # type: ignore[attr-defined]
+                            pin_memory=pin_memory)
+
+    def stream_state(self) -> dict[str, Any]:
+        return {}
 
 
 def sample_seed(seed: int, epoch: int, index: int) -> int:
@@ -83,25 +124,30 @@ class SeededDataset(Dataset):
 
 
 def epoch_loader(
-    dataset: Dataset, plan: Sampler | list, collate: Callable, seed: int, num_workers: int = 0
+    dataset: Dataset, plan: Sampler | list, collate: Callable, seed: int, num_workers: int = 0,
+    pin_memory: bool = False,
 ) -> Iterator[dict[str, Any]]:
     """Iterate `plan` (batches of (epoch, index) keys) through a DataLoader.
 
     The loader gets its own generator: a loader without one draws its worker base seed from the
     global RNG each time an iterator starts, which would shift dropout and decoder noise after a
-    resume (the iterator starts mid-epoch there, at the epoch start otherwise).
+    resume (the iterator starts mid-epoch there, at the epoch start otherwise). `pin_memory`
+    (for GPUs) lets the trainer copy batches with `non_blocking=True`.
     """
     loader = DataLoader(dataset, batch_sampler=plan, collate_fn=collate, num_workers=num_workers,
-                        generator=torch.Generator().manual_seed(seed))
+                        generator=torch.Generator().manual_seed(seed), pin_memory=pin_memory,
+                        prefetch_factor=4 if num_workers else None)
     return iter(loader)
 
 
 @dataclass
-class FixedBatchData:
+class FixedBatchData(PlannedData):
     """`PretrainData` for datasets batched at a fixed size (images, text blocks).
 
-    Items that come back as None (unreadable files) are dropped by `collate`, which must
-    report their number as "num_skipped".
+    `batch_size` is the global batch of one optimizer step; `configure` splits it into
+    micro-batches of `micro_batch` samples (one per rank by default). Items that come back as
+    None (unreadable files) are dropped by `collate`, which must report their number as
+    "num_skipped".
     """
 
     dataset: Dataset
@@ -110,16 +156,30 @@ class FixedBatchData:
     seed: int
     num_workers: int = 0
 
+    def __post_init__(self) -> None:
+        self.micro = self.batch_size
+        self.items = SeededDataset(self.dataset, self.seed)
+
     @property
     def num_samples(self) -> int:
         return len(self.dataset)  # type: ignore[arg-type]
 
+    def configure(self, world_size: int, micro_batch: int = 0) -> int:
+        self.micro, accum = split_batch(self.batch_size, world_size, micro_batch)
+        if self.num_samples < self.micro:
+            raise ValueError(f"{self.num_samples} samples are fewer than one micro-batch of {self.micro}")
+        return accum * world_size
+
     def batches_per_epoch(self) -> int:
-        return self.num_samples // self.batch_size
+        return self.num_samples // self.micro
+
+    def plan(self, epoch: int) -> list[list[tuple[int, int]]]:
+        return list(EpochBatchSampler(self.num_samples, self.micro, self.seed, epoch))
 
     def batches(self, epoch: int, start: int = 0) -> Iterator[dict[str, Any]]:
-        sampler = EpochBatchSampler(self.num_samples, self.batch_size, self.seed, epoch, start)
-        return epoch_loader(SeededDataset(self.dataset, self.seed), sampler, self.collate, self.seed, self.num_workers)
+        """The micro-batches of one epoch on one rank, from batch `start` on."""
+        sampler = EpochBatchSampler(self.num_samples, self.micro, self.seed, epoch, start)
+        return epoch_loader(self.items, sampler, self.collate, self.seed, self.num_workers)
 
 
 class SkipCounter:

@@ -20,6 +20,8 @@ class MetricLogger:
             self.tb = SummaryWriter(str(run_dir / "tensorboard"))
 
     def log(self, step: int, metrics: dict[str, Any]) -> None:
+        """Write one row; 0-dim tensors (a training step's device-side metrics) become floats."""
+        metrics = {k: v.item() if hasattr(v, "item") and getattr(v, "ndim", 1) == 0 else v for k, v in metrics.items()}
         self.file.write(json.dumps({"step": step, **metrics}) + "\n")
         self.file.flush()
         if self.tb is not None:

@@ -18,8 +18,9 @@ from data2vec import __version__
 from data2vec.algorithms.data2vec1 import Data2Vec1Model
 from data2vec.algorithms.data2vec2 import Data2Vec2Model
 from data2vec.config import ModelConfig, PretrainConfig, from_dict, save_config, to_dict
+from data2vec.train import distributed
 from data2vec.train.checkpoint import load_checkpoint, rng_state, save_atomic, set_rng_state
-from data2vec.train.data import PretrainData, SkipCounter, build_pretrain_data
+from data2vec.train.data import SkipCounter, build_pretrain_data
 from data2vec.train.logging import MetricLogger, truncate_metrics
 from data2vec.train.optim import build_optimizer
 from data2vec.train.precision import autocast, choose_bf16
@@ -30,9 +31,8 @@ LAST = "checkpoints/last.pt"
 
 
 def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    """`auto`: this rank's GPU when there is one, else the CPU."""
+    return distributed.resolve_device(name, distributed.env().local_rank)
 
 
 MODELS = {1: Data2Vec1Model, 2: Data2Vec2Model}
@@ -47,11 +47,16 @@ def build_model(cfg: ModelConfig) -> torch.nn.Module:
 
 @dataclass
 class RunState:
+    """Where a run stands. `epoch`/`batch_in_epoch` count global micro-batches of `micro_batch`
+    samples (0: fixed by the data), so a run resumes at the same data on any world size."""
+
     step: int = 0
     epoch: int = 0
     batch_in_epoch: int = 0
     samples_seen: int = 0
     skipped: int = 0
+    world_size: int = 1
+    micro_batch: int = 0
 
 
 def prepare_run_dir(run_dir: Path, resume: bool, force: bool) -> None:
@@ -68,54 +73,79 @@ def prepare_run_dir(run_dir: Path, resume: bool, force: bool) -> None:
 
 
 def mask_generator(seed: int, step: int, micro: int) -> torch.Generator:
-    """Masks depend only on (seed, step, micro-batch), so resumed runs draw the same masks."""
+    """Masks depend only on (seed, step, global micro-batch), so resumed runs draw the same masks.
+
+    Rank r's j-th micro-batch of a step is global micro-batch j * world_size + r: the masks of a
+    sample are the same for any world size that keeps the micro-batch size.
+    """
     return torch.Generator().manual_seed((seed * 1_000_003 + step) * 64 + micro)
-
-
-def _batch_stream(data: PretrainData, state: RunState) -> Iterator[dict[str, Any]]:
-    """Endless batches from the run position, advancing `state.epoch/batch_in_epoch`."""
-    while True:
-        for batch in data.batches(state.epoch, state.batch_in_epoch):
-            state.batch_in_epoch += 1
-            yield batch
-        state.epoch += 1
-        state.batch_in_epoch = 0
 
 
 def _to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
     return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
 
 
+def _accelerate(device: torch.device) -> None:
+    """TF32 matmuls and convolutions where the GPU has them (fp32 results, faster inner products)."""
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+
+
 class Trainer:
-    """Holds model, teacher, optimizer and data for one run; `train()` runs the loop."""
+    """Holds model, teacher, optimizer and data for one run; `train()` runs the loop.
+
+    Under torchrun every rank builds the same Trainer: the student is wrapped (DDP or FSDP2,
+    `train.parallel`), the EMA teacher stays outside the wrapper (identical on every rank),
+    each rank reads its share of the data, and rank 0 alone logs and writes checkpoints.
+    """
 
     def __init__(self, cfg: PretrainConfig, run_dir: str | Path, resume: bool = False, force: bool = False,
                  init: Optional[str | Path] = None) -> None:
         self.run_dir = Path(run_dir)
-        prepare_run_dir(self.run_dir, resume, force)
+        self.dist = distributed.env()
+        if self.dist.is_main:
+            prepare_run_dir(self.run_dir, resume, force)
+        distributed.barrier()
+        if resume and not self.dist.is_main:
+            prepare_run_dir(self.run_dir, resume, force)
         ckpt = load_checkpoint(self.run_dir / LAST) if resume else None
         if ckpt is not None:
             saved = from_dict(PretrainConfig, ckpt["config"])
             if cfg.model != saved.model:
                 raise ValueError(f"--resume: the model config differs from the one saved in {self.run_dir / LAST}")
-        self.cfg = cfg
-        self.device = resolve_device(cfg.train.device)
-        self.bf16 = choose_bf16(cfg.train.bf16, self.device)
-        torch.manual_seed(cfg.train.seed)
+        self.cfg, tc = cfg, cfg.train
+        self.device = distributed.resolve_device(tc.device, self.dist.local_rank)
+        self.bf16 = choose_bf16(tc.bf16, self.device)
+        _accelerate(self.device)
+        torch.manual_seed(tc.seed)
         self.model = build_model(cfg.model)
         teacher_state = self._load_init(init) if init and ckpt is None else None
         self.model.to(self.device)
         self.teacher = self.model.make_teacher().to(self.device)
         if teacher_state is not None:
             self.teacher.module.load_state_dict(teacher_state)
-        self.optimizer = build_optimizer(self.model, cfg.train)
-        self.data = build_pretrain_data(cfg.data, cfg.model.input, cfg.train)
-        self.state = RunState()
+        self.data = build_pretrain_data(cfg.data, cfg.model.input, tc)
+        W = self.dist.world_size
+        self.micro_per_step = self.data.configure(W, tc.micro_batch)
+        self.accum = self.micro_per_step // W
+        self.student = distributed.wrap_model(self.model, tc.parallel, self.device, "pretrain_forward", self.bf16,
+                                              find_unused=cfg.model.encoder.layer_drop > 0)
+        self.optimizer = build_optimizer(self.model, tc)
+        if tc.compile:
+            self.student = torch.compile(self.student)
+            self.teacher.module["encoder"].compile()
+        self.state = RunState(world_size=W, micro_batch=tc.micro_batch)
         self.skips = SkipCounter("samples")
+        self._local_skipped = self._local_samples = 0
         if ckpt is not None:
             self._restore(ckpt)
-        save_config(cfg, str(self.run_dir / "config.json"))
-        self.metrics = MetricLogger(self.run_dir)
+        elif self.dist.rank:
+            torch.manual_seed(distributed.rank_seed(tc.seed, self.dist.rank))
+        self.metrics: Optional[MetricLogger] = None
+        if self.dist.is_main:
+            save_config(cfg, str(self.run_dir / "config.json"))
+            self.metrics = MetricLogger(self.run_dir)
 
     def _load_init(self, init: str | Path) -> Optional[dict[str, Any]]:
         """Continued pretraining: student (and teacher, when the file has one) from `init`."""
@@ -131,7 +161,10 @@ class Trainer:
 
     # ------------------------------------------------------------------ checkpoints
     def checkpoint(self) -> dict[str, Any]:
+        """The run's state; a collective under torchrun (every rank must call it)."""
         s = self.state
+        self._sync_counts()
+        rngs = distributed.all_gather_objects(rng_state())
         return {
             "format": "data2vec-train-checkpoint",
             "version": __version__,
@@ -141,102 +174,201 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": {"step": s.step, "kind": self.cfg.train.schedule},
             "state": {"step": s.step, "epoch": s.epoch, "batch_in_epoch": s.batch_in_epoch,
-                      "samples_seen": s.samples_seen, "skipped": s.skipped},
-            "rng": rng_state(),
+                      "samples_seen": s.samples_seen, "skipped": s.skipped, "world_size": s.world_size,
+                      "micro_batch": self.data_micro()},
+            "rng": rngs[0],
+            "rng_ranks": rngs,
+            "data": self.data.stream_state(),
         }
 
+    def data_micro(self) -> int:
+        return int(getattr(self.data, "micro", 0))
+
     def save(self) -> Path:
+        """Rank 0 writes the checkpoint atomically; every rank must call this."""
+        self._check_finite()
         path = self.run_dir / LAST
-        save_atomic(self.checkpoint(), path)
+        ckpt = self.checkpoint()
+        if self.dist.is_main:
+            save_atomic(ckpt, path)
+        distributed.barrier()
         return path
 
     def _restore(self, ckpt: dict[str, Any]) -> None:
         self.model.load_state_dict(ckpt["model"])
         self.teacher.load_state_dict(ckpt["teacher"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
-        self.state = RunState(**ckpt["state"])
+        saved = ckpt["state"]
+        self.state = RunState(**saved)
         self.skips.total = self.state.skipped
-        set_rng_state(ckpt["rng"])
-        truncate_metrics(self.run_dir / "metrics.jsonl", self.state.step)
+        W, micro = self.dist.world_size, self.data_micro()
+        if saved.get("micro_batch", micro) not in (0, micro):
+            # Keep the sample position: the same samples, cut into micro-batches of another size.
+            first = self.state.batch_in_epoch * saved["micro_batch"]
+            self.state.batch_in_epoch = first // micro
+            log.warning("--resume: micro-batches of %d samples instead of %d; the data order differs from "
+                        "an uninterrupted run", micro, saved["micro_batch"])
+        self.state.world_size, self.state.micro_batch = W, micro
+        rngs = ckpt.get("rng_ranks", [ckpt["rng"]])
+        if len(rngs) == W:
+            set_rng_state(rngs[self.dist.rank])
+        else:
+            log.warning("--resume: saved on %d ranks, resumed on %d; model, teacher and optimizer are exact, "
+                        "dropout randomness starts afresh", len(rngs), W)
+            torch.manual_seed(distributed.rank_seed(self.cfg.train.seed + self.state.step, self.dist.rank))
+        if self.dist.is_main:
+            truncate_metrics(self.run_dir / "metrics.jsonl", self.state.step)
         log.info("resumed %s at step %d", self.run_dir, self.state.step)
 
     # ------------------------------------------------------------------ the loop
-    def train_step(self, batches: Iterator[dict[str, Any]]) -> dict[str, float]:
-        """One optimizer step over `grad_accum` micro-batches, then the teacher update."""
-        tc, s = self.cfg.train, self.state
+    def batch_stream(self) -> Iterator[dict[str, Any]]:
+        """This rank's micro-batches from the run's position on (pinned for GPUs)."""
+        s = self.state
+        return self.data.stream(s.epoch, s.batch_in_epoch, self.dist.rank, self.dist.world_size,
+                                pin_memory=self.device.type == "cuda")
+
+    def _advance(self) -> None:
+        """Move the data position past the micro-batches one step consumed on all ranks."""
+        s, n = self.state, self.data.batches_per_epoch()
+        s.batch_in_epoch += self.micro_per_step
+        while s.batch_in_epoch >= n:
+            s.batch_in_epoch -= n
+            s.epoch += 1
+
+    def train_step(self, batches: Iterator[dict[str, Any]]) -> dict[str, Any]:
+        """One optimizer step over this rank's micro-batches, then the teacher update.
+
+        Returns the step's metrics as device tensors (no host sync) and floats.
+        """
+        tc, s, W = self.cfg.train, self.state, self.dist.world_size
         lr = learning_rate(s.step, tc.lr, tc.min_lr, tc.schedule, tc.warmup_steps, tc.hold_steps, tc.max_steps)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.model.train()
         amp = autocast(self.bf16, self.device)
-        sums: dict[str, float] = {}
-        for micro in range(tc.grad_accum):
+        sums: dict[str, Any] = {}
+        samples = 0
+        for micro in range(self.accum):
             batch = next(batches)
             while "num_skipped" in batch and batch["num_skipped"] and self.model.modality.input_key not in batch:
                 self._count_skips(batch)  # a batch of nothing but unreadable samples
                 batch = next(batches)
             self._count_skips(batch)
             batch = _to_device(batch, self.device)
-            with amp:
-                out = self.model.pretrain_forward(batch, self.teacher, mask_generator(tc.seed, s.step, micro), s.step)
-            (out.loss / tc.grad_accum).backward()
+            g = micro * W + self.dist.rank  # this micro-batch's place in the global step
+            gen = mask_generator(tc.seed, s.step, g)
+            # Dropout and decoder noise too: the same draws for any world size, and after a resume.
+            torch.manual_seed(mask_generator(tc.seed + 1, s.step, g).initial_seed())
+            with distributed.sync_gradients(self.student, micro == self.accum - 1):
+                with amp:
+                    out = self.student(batch, self.teacher, gen, s.step)
+                (out.loss / self.accum).backward()
             for k, v in out.logs.items():
-                sums[k] = sums.get(k, 0.0) + v / tc.grad_accum
-            s.samples_seen += int(batch[self.model.modality.input_key].shape[0])
+                sums[k] = sums.get(k, 0.0) + v / self.accum
+            samples += int(batch[self.model.modality.input_key].shape[0])
         params = [p for p in self.model.parameters() if p.grad is not None]
         grad_norm = torch.nn.utils.clip_grad_norm_(params, tc.clip_norm if tc.clip_norm > 0 else math.inf)
-        if not torch.isfinite(grad_norm):
-            raise FloatingPointError(f"step {s.step}: gradient norm is {grad_norm.item()}; try a lower train.lr")
+        grad_norm = distributed.local_tensor(grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm)
+        self._flag_nonfinite(grad_norm, s.step)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         s.step += 1
+        self._advance()
         decay = self.teacher.update(self.model, s.step)  # the teacher follows the student
-        sums["masked_views"] *= tc.grad_accum
-        sums.update(lr=lr, grad_norm=float(grad_norm), ema_decay=decay)
+        sums["masked_views"] *= self.accum
+        self._local_samples += samples
+        sums.update(lr=lr, grad_norm=grad_norm.detach(), ema_decay=decay)
         return sums
+
+    def _flag_nonfinite(self, grad_norm: torch.Tensor, step: int) -> None:
+        """Remember the first step with a non-finite gradient norm, on the device (no sync)."""
+        bad = ~torch.isfinite(grad_norm)
+        if not hasattr(self, "_first_bad"):
+            self._first_bad = torch.full((), -1, dtype=torch.long, device=grad_norm.device)
+        self._first_bad = torch.where(bad & (self._first_bad < 0), step, self._first_bad)
+
+    def _check_finite(self) -> None:
+        """Stop (before anything is logged or saved) if a step since the last check had a
+        non-finite gradient norm; checked every `log_every` steps so a step never syncs."""
+        if hasattr(self, "_first_bad"):
+            first = int(self._first_bad)
+            if first >= 0:
+                raise FloatingPointError(f"step {first}: the gradient norm is not finite; try a lower train.lr")
 
     def _count_skips(self, batch: dict[str, Any]) -> None:
         n = int(batch.get("num_skipped", 0))
         if n:
-            self.state.skipped += n
+            self._local_skipped += n
             self.skips.add(n, self.state.step)
+
+    def _sync_counts(self) -> int:
+        """Add every rank's samples and skips since the last call to the run state; returns
+        the samples added."""
+        s = self.state
+        counts = distributed.reduce_sum_ints([self._local_samples, self._local_skipped], self.device)
+        s.samples_seen += counts[0]
+        s.skipped += counts[1]
+        self._local_samples = self._local_skipped = 0
+        return counts[0]
+
+    def _log(self, step_logs: dict[str, Any], views: float, seconds: float) -> dict[str, float]:
+        """This step's metrics averaged over ranks (one all-reduce, one host copy) and the
+        window's throughput; rank 0 writes them."""
+        self._check_finite()
+        s = self.state
+        samples = self._sync_counts()
+        logs = distributed.reduce_mean(step_logs, self.device)
+        # Counted from the batches themselves: audio batches vary in size.
+        logs["samples_per_s"] = samples / seconds
+        logs["masked_views"] *= self.dist.world_size  # per step, all ranks
+        logs["views_per_s"] = views * self.dist.world_size / seconds
+        logs["skipped_total"] = s.skipped
+        if self.metrics is not None:
+            self.metrics.log(s.step, logs)
+        return logs
 
     def train(self, progress: bool = True) -> dict[str, Any]:
         """Run until `train.max_steps` (or the time limit). Returns a summary."""
         tc, s = self.cfg.train, self.state
         log.info("resolved config:\n%s", json.dumps(to_dict(self.cfg), indent=2))
-        batches = _batch_stream(self.data, s)
-        bar = tqdm(total=tc.max_steps, initial=s.step, disable=not progress, dynamic_ncols=True, desc="pretrain")
+        log.info("%s: %d micro-batch(es) per rank per step", distributed.describe(self.dist), self.accum)
+        batches = self.batch_stream()
+        bar = tqdm(total=tc.max_steps, initial=s.step, disable=not (progress and self.dist.is_main),
+                   dynamic_ncols=True, desc="pretrain")
         t0 = time.perf_counter()
-        window_t, window_samples, window_views = t0, s.samples_seen, 0.0
+        window_t, window_views = t0, 0.0
         start_step = s.step
         try:
             while s.step < tc.max_steps:
-                logs = self.train_step(batches)
-                window_views += logs["masked_views"]
+                step_logs = self.train_step(batches)
+                window_views += step_logs["masked_views"]
                 bar.update(1)
                 if s.step % tc.log_every == 0 or s.step == tc.max_steps:
                     now = time.perf_counter()
-                    # Counted from the batches themselves: audio batches vary in size.
-                    logs["samples_per_s"] = (s.samples_seen - window_samples) / (now - window_t)
-                    logs["views_per_s"] = window_views / (now - window_t)
-                    logs["skipped_total"] = s.skipped
-                    window_t, window_samples, window_views = now, s.samples_seen, 0.0
-                    self.metrics.log(s.step, logs)
+                    logs = self._log(step_logs, window_views, now - window_t)
+                    window_t, window_views = now, 0.0
                     bar.set_postfix(loss=f"{logs['loss']:.4f}", tgt_std=f"{logs['target_std']:.3f}",
                                     pred_std=f"{logs['pred_std']:.3f}", lr=f"{logs['lr']:.2e}")
                 if s.step % tc.ckpt_every == 0:
                     self.save()
-                if tc.time_limit_min > 0 and time.perf_counter() - t0 > tc.time_limit_min * 60:
+                if tc.time_limit_min > 0 and self._time_up(t0, s.step % tc.log_every == 0):
                     log.warning("time limit of %.1f min reached at step %d", tc.time_limit_min, s.step)
                     break
         finally:
             bar.close()
-            self.metrics.close()
+            if self.metrics is not None:
+                self.metrics.close()
         self.save()
         elapsed = time.perf_counter() - t0
         return {"steps": s.step, "steps_this_run": s.step - start_step, "seconds": elapsed,
                 "skipped": s.skipped, "checkpoint": str(self.run_dir / LAST)}
+
+    def _time_up(self, t0: float, log_step: bool) -> bool:
+        """Rank 0's clock decides, at logging steps, so every rank stops after the same step."""
+        up = time.perf_counter() - t0 > self.cfg.train.time_limit_min * 60
+        if not self.dist.distributed:
+            return up
+        return log_step and bool(distributed.broadcast_object(up))
 
 
 def pretrain(cfg: PretrainConfig, run_dir: str | Path, resume: bool = False, force: bool = False,
@@ -246,7 +378,8 @@ def pretrain(cfg: PretrainConfig, run_dir: str | Path, resume: bool = False, for
     `init` starts student and teacher from released or exported weights (a fairseq `.pt` or a
     `save_pretrained` folder): continued pretraining on new data.
     """
-    return Trainer(cfg, run_dir, resume=resume, force=force, init=init).train(progress=progress)
+    with distributed.distributed_run(cfg.train.device):
+        return Trainer(cfg, run_dir, resume=resume, force=force, init=init).train(progress=progress)
 
 
 def load_pretrained(path: str | Path, weights: str = "student", device: Optional[str] = None) -> torch.nn.Module:

@@ -1,0 +1,137 @@
+"""Multi-process pretraining on CPU with gloo (2 ranks); NCCL/CUDA variants are marked `cuda`."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from data2vec.config import apply_overrides
+from data2vec.presets import get_preset
+from data2vec.train.checkpoint import load_checkpoint
+from data2vec.train.distributed import rank_plan, split_batch
+from data2vec.train.logging import read_metrics
+from data2vec.train.pretrain import pretrain
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _cfg(path, *extra):
+    return apply_overrides(get_preset("data2vec2_image_tiny"), [
+        f"data.path={path}", "data.limit=512", "train.batch_size=16", "train.log_every=1", "train.bf16=false", *extra])
+
+
+def _pretrain(cfg, out, resume=False):  # one rank's work (run_ranks forks two)
+    pretrain(cfg, out, resume=resume, progress=False)
+
+
+def test_split_batch_derives_per_rank_batch_and_accumulation():
+    assert split_batch(256, 16, 16) == (16, 1)
+    assert split_batch(256, 4, 16) == (16, 4)  # 4 GPUs accumulate to Meta's 16-GPU batch
+    assert split_batch(64, 2) == (32, 1)
+    with pytest.raises(ValueError, match="train.batch_size=10 .* not divisible by the 4 ranks"):
+        split_batch(10, 4)
+    with pytest.raises(ValueError, match="train.micro_batch=3"):
+        split_batch(16, 2, 3)
+
+
+def test_rank_plans_cover_every_batch_once_across_epochs_and_resumes():
+    plan = lambda epoch: [(epoch, b) for b in range(5)]  # noqa: E731  5 micro-batches per epoch
+    take = lambda it, n: [next(it) for _ in range(n)]  # noqa: E731
+    one = take(rank_plan(plan, 0, 0, 0, 1), 12)
+    # Two ranks from epoch 0 take alternate entries, across the odd-sized epoch boundary.
+    r0, r1 = take(rank_plan(plan, 0, 0, 0, 2), 6), take(rank_plan(plan, 0, 0, 1, 2), 6)
+    assert [x for pair in zip(r0, r1) for x in pair] == one
+    # Resuming at global entry 7 (epoch 1, batch 2) on 3 ranks continues the same sequence.
+    parts = [take(rank_plan(plan, 1, 2, r, 3), 2) for r in range(3)]
+    assert [parts[r][j] for j in range(2) for r in range(3)] == take(rank_plan(plan, 0, 0, 0, 1), 13)[7:]
+
+
+@pytest.mark.integration
+def test_two_ranks_match_one_rank_with_the_same_global_batch(fmnist_train, tmp_path, run_ranks):
+    # Global batch 16 in micro-batches of 8: one rank accumulates two, two ranks take one each.
+    # Masks are seeded per global micro-batch, so both runs see identical batches and masks;
+    # they differ only in the order of floating-point sums (all-reduce vs accumulation).
+    cfg = _cfg(fmnist_train, "train.max_steps=6", "train.micro_batch=8")
+    run_ranks(_pretrain, 2, cfg, tmp_path / "two")
+    _pretrain(cfg, tmp_path / "one")
+    two = read_metrics(tmp_path / "two" / "metrics.jsonl")
+    one = read_metrics(tmp_path / "one" / "metrics.jsonl")
+    assert len(two) == len(one) == 6
+    for a, b in zip(one, two):
+        assert b["loss"] == pytest.approx(a["loss"], rel=1e-5, abs=1e-6)
+        assert b["masked_views"] == a["masked_views"] == 32  # 16 samples x 2 clones, all ranks
+    ca = load_checkpoint(tmp_path / "one" / "checkpoints" / "last.pt")
+    cb = load_checkpoint(tmp_path / "two" / "checkpoints" / "last.pt")
+    for k, v in ca["model"].items():
+        torch.testing.assert_close(cb["model"][k], v, rtol=1e-5, atol=1e-6, msg=k)
+    for k, v in ca["teacher"]["module"].items():
+        torch.testing.assert_close(cb["teacher"]["module"][k], v, rtol=1e-5, atol=1e-6, msg=k)
+    assert cb["state"]["samples_seen"] == ca["state"]["samples_seen"] == 6 * 16
+    assert len(cb["rng_ranks"]) == 2 and cb["state"]["world_size"] == 2
+
+
+def _torchrun(out, *overrides, resume=False, nproc=2):
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc), "--standalone",
+           "-m", "data2vec", "pretrain", "--out", str(out), "--no-progress", *(["--resume"] if resume else []),
+           *overrides]
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+
+
+def _rank_pid(launcher: subprocess.Popen, rank: int) -> int:
+    """The pid of the worker torchrun started with RANK=rank."""
+    for child in Path(f"/proc/{launcher.pid}/task/{launcher.pid}/children").read_text().split():
+        environ = Path(f"/proc/{child}/environ").read_bytes().split(b"\0")
+        if f"RANK={rank}".encode() in environ:
+            return int(child)
+    raise LookupError(f"no worker with RANK={rank}")
+
+
+@pytest.mark.integration
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="finds the rank's process through /proc")
+def test_a_killed_rank_ends_the_job_naming_it_and_resume_continues_exactly(fmnist_train, tmp_path, run_ranks):
+    # Dropout makes the per-rank RNG restoration matter.
+    cfg = _cfg(fmnist_train, "train.max_steps=40", "train.ckpt_every=2", "model.encoder.dropout=0.1")
+    run_ranks(_pretrain, 2, cfg, tmp_path / "full")
+    preset = ["--preset", "data2vec2_image_tiny", f"data.path={fmnist_train}", "data.limit=512",
+              "train.batch_size=16", "train.log_every=1", "train.max_steps=40", "train.ckpt_every=2",
+              "model.encoder.dropout=0.1", "train.bf16=false"]
+    job = _torchrun(tmp_path / "split", *preset)
+    last = tmp_path / "split" / "checkpoints" / "last.pt"
+    deadline = time.time() + 120
+    while not last.exists() and job.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    os.kill(_rank_pid(job, 1), signal.SIGKILL)
+    output, _ = job.communicate(timeout=120)
+    assert job.returncode != 0, output
+    assert "rank: 1" in output and "Signal 9" in output, output[-3000:]
+    step = load_checkpoint(last)["state"]["step"]
+    assert 2 <= step < 40  # the kill came mid-run; what was checkpointed is intact
+    run_ranks(_pretrain, 2, cfg, tmp_path / "split", True)
+    full = [r["loss"] for r in read_metrics(tmp_path / "full" / "metrics.jsonl")]
+    split = [r["loss"] for r in read_metrics(tmp_path / "split" / "metrics.jsonl")]
+    assert split == full  # bit-identical: same batches, masks and per-rank dropout
+    a = load_checkpoint(tmp_path / "full" / "checkpoints" / "last.pt")
+    b = load_checkpoint(last)
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+
+
+@pytest.mark.integration
+def test_a_run_saved_on_two_ranks_resumes_on_one(fmnist_train, tmp_path, run_ranks):
+    cfg = _cfg(fmnist_train, "train.max_steps=4", "train.micro_batch=8")
+    run_ranks(_pretrain, 2, cfg, tmp_path / "run")
+    saved = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
+    _pretrain(apply_overrides(cfg, ["train.max_steps=6"]), tmp_path / "run", resume=True)
+    ck = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
+    assert ck["state"]["step"] == 6 and ck["state"]["world_size"] == 1
+    # The data position is global: 4 steps x 2 micro-batches, then 2 more steps x 2.
+    assert ck["state"]["batch_in_epoch"] == saved["state"]["batch_in_epoch"] + 4 == 12
+    assert [r["step"] for r in read_metrics(tmp_path / "run" / "metrics.jsonl")] == [1, 2, 3, 4, 5, 6]
+
