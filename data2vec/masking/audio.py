@@ -36,7 +36,7 @@ def block_mask_1d(
 
     Each row draws `int(T_b * (mask_prob + mask_prob_adjust) / mask_length)` block centres
     uniformly (with replacement) among its T_b real frames; each sets `mask_length` frames
-    around its centre, clamped to the real frames. Random frames are then added or removed
+    from `centre - mask_length // 2` (see `block_starts`), clamped to the real frames. Random frames are then added or removed
     (uniformly, among real frames only) until the exact count is reached, like fairseq's
     `require_same_masks` correction. `mask_prob_adjust` only inflates the number of centres to
     make up for overlaps.
@@ -54,9 +54,15 @@ def block_mask_1d(
     target = int(int(lens.min()) * mask_prob)
     n_centres = (lens.double() * (mask_prob + mask_prob_adjust) / mask_length).long()  # (B,)
     centres = (torch.rand(batch, int(n_centres.max()), generator=generator) * lens[:, None]).long()  # (B, n)
-    hits = set_spans(centres - (mask_length - 1) // 2, n_centres, mask_length, lens, length)
+    hits = set_spans(block_starts(centres, mask_length), n_centres, mask_length, lens, length)
     valid = torch.arange(length)[None, :] < lens[:, None]  # (B, T)
     return exact_count_within(hits, valid, target, generator)
+
+
+def block_starts(centres: Tensor, mask_length: int) -> Tensor:
+    """First frame of the block around each centre: fairseq's offsets `i - mask_length // 2`,
+    i < mask_length, so an even block reaches one frame further left than right (4: -2..+1)."""
+    return centres - mask_length // 2
 
 
 def exact_count_within(mask: Tensor, valid: Tensor, target: int, generator: Optional[torch.Generator] = None) -> Tensor:
@@ -96,24 +102,34 @@ def span_mask(
     padding_mask: Optional[Tensor] = None,
     generator: Optional[torch.Generator] = None,
     same_count: bool = False,
+    min_masks: int = 1,
 ) -> Tensor:
-    """wav2vec 2.0 span mask (`compute_mask_indices`): row b draws
-    `int(mask_prob * T_b / span + u)`, u ~ U[0, 1), span starts among its real frames; spans may
-    overlap, so fewer than `mask_prob * T_b` frames end up masked. Counts differ per row unless
-    `same_count`, which keeps a random subset of the smallest row count in every row (fairseq
-    `require_same_masks`, used by data2vec 1.0 speech pretraining with p=0.65, span 10).
+    """wav2vec 2.0 span mask (fairseq `compute_mask_indices`, static lengths, overlap allowed).
 
-    Used for time masking (frames) and channel masking (feature channels) during fine-tuning.
-    Returns (B, T) bool, True = masked; never on padding.
+    Row b draws `num = max(min_masks, int(mask_prob * T_b / span + u))`, u ~ U[0, 1), *distinct*
+    span starts among the first `T_b - span` frames (`num + 1` when that is too few, as fairseq);
+    each span covers `span` frames, clipped at the row's end. Spans may overlap, so fewer than
+    `mask_prob * T_b` frames end up masked (T=500, p=0.65, span 10: about 0.449). Counts differ
+    per row unless `same_count`, which keeps a random subset of the smallest row count in every
+    row (fairseq `require_same_masks`, used by data2vec 1.0 speech pretraining).
+
+    `min_masks`: 1 for data2vec 1.0 time masks (pretraining and fine-tuning), 0 for fairseq's
+    channel masks. Returns (B, T) bool, True = masked; never on padding.
     """
-    lens = real_lengths(batch, length, padding_mask)
+    lens = real_lengths(batch, length, padding_mask)  # (B,)
     if batch == 0 or length == 0:
         return torch.zeros(batch, length, dtype=torch.bool)
     span = max(1, min(span, int(lens.min())))
-    counts = (mask_prob * lens / span + torch.rand(batch, generator=generator)).long()  # (B,)
-    room = (lens - span + 1).clamp_min(1)
-    starts = (torch.rand(batch, max(1, int(counts.max())), generator=generator) * room[:, None]).long()
-    mask = set_spans(starts, counts, span, lens, length)
+    counts = (mask_prob * lens / span + torch.rand(batch, generator=generator)).long().clamp_min(min_masks)  # (B,)
+    room = lens - span
+    room = torch.where(room <= counts, counts + 1, room)  # fairseq: min_len = sz - num - 1
+    width = max(int(room.max()), length)
+    scores = torch.rand(batch, width, generator=generator).masked_fill(torch.arange(width) >= room[:, None], 2.0)
+    starts = scores.argsort(1).argsort(1) < counts[:, None]  # (B, width): `counts[b]` distinct starts
+    hits = starts.clone()
+    for offset in range(1, span):
+        hits[:, offset:] |= starts[:, :-offset]
+    mask = hits[:, :length] & (torch.arange(length)[None] < lens[:, None])  # fairseq drops idx >= sz
     if same_count:
         mask = exact_count_within(mask, mask, int(mask.sum(1).min()), generator)
     return mask

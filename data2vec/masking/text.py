@@ -9,17 +9,17 @@ from torch import Tensor
 
 
 def num_masked(mask_prob: float, padding_mask: Optional[Tensor], length: int) -> int:
-    """How many tokens every row masks: int(mask_prob * shortest real length in the batch).
+    """How many tokens every row masks: L - int(L * (1 - mask_prob)), L = the shortest real length.
 
+    fairseq's `random_masking` keeps int(L * (1 - p)) tokens and masks the rest, so 512 tokens
+    at 0.48 keep int(266.24) = 266 and mask 246 (one more than int(512 * 0.48) = 245).
     Dropping masked tokens needs the same count in every row, and padding is never masked,
-    so the shortest row sets the count: it gets exactly `mask_prob`, longer rows a little
-    less. With `break_mode=none` blocks are full and every row gets `mask_prob` (512 tokens
-    at 0.48 -> 245 masked, as fairseq's int(T * (1 - p)) = 266 kept).
+    so the shortest row sets the count; longer rows get a little less than `mask_prob`.
     """
     shortest = length
     if padding_mask is not None and padding_mask.shape[0] > 0:
         shortest = int((~padding_mask).sum(1).min())
-    return int(mask_prob * shortest)
+    return shortest - int(shortest * (1.0 - mask_prob))
 
 
 def random_token_mask(

@@ -6,10 +6,12 @@ from data2vec.masking.text import num_masked, random_token_mask
 
 
 def test_full_rows_mask_48_percent_like_fairseq():
-    # 512 tokens at 0.48: fairseq keeps int(512 * 0.52) = 266, masks 246; int(512 * .48) = 245.
+    # 512 tokens at 0.48: fairseq keeps int(512 * 0.52) = 266 and masks 246 (not int(512 * .48) = 245).
     mask = random_token_mask(4, 512, 0.48, None, torch.Generator().manual_seed(0))
     assert mask.shape == (4, 512) and mask.dtype == torch.bool
-    assert mask.sum(1).tolist() == [245] * 4
+    assert mask.sum(1).tolist() == [246] * 4
+    for L, p in [(512, 0.5), (128, 0.48), (100, 0.15), (7, 0.3)]:
+        assert num_masked(p, None, L) == L - int(L * (1 - p))
 
 
 def test_equal_counts_never_on_padding_and_set_by_the_shortest_row():
