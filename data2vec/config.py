@@ -149,6 +149,9 @@ class TrainConfig:
     betas: tuple[float, float] = (0.9, 0.95)
     eps: float = 1e-8
     weight_decay: float = 0.05
+    # True: every parameter decays (fairseq's plain Adam: 2.0 audio, 1.0 audio/text); False: biases,
+    # norms and ALiBi scales get none (fairseq's composite optimizer for 2.0 image/text; BEiT).
+    decay_all_params: bool = False
     warmup_steps: int = 0
     schedule: str = "cosine"  # "cosine" to min_lr, or fairseq "tri_stage" (warm-up, hold, decay to min_lr)
     hold_steps: int = 0  # tri_stage: steps at the peak lr after warm-up

@@ -77,16 +77,28 @@ def teacher_targets(
         padding_mask: (B, T) bool, True = padding.
     Returns:
         (B, T, D) float32, extra tokens removed.
+
+    The teacher runs in float32 even inside a bf16 autocast region (BEiT and fairseq keep the
+    EMA teacher in fp32): targets are what the student regresses, so they get full precision.
     """
+    with torch.autocast(feats.device.type, enabled=False):
+        inputs = inputs.float() if inputs.is_floating_point() else inputs
+        return _teacher_targets_fp32(modality, teacher, cfg, inputs, feats.detach().float(), padding_mask)
+
+
+def _teacher_targets_fp32(
+    modality: nn.Module, teacher: EMATeacher, cfg: ModelConfig, inputs: Tensor, feats: Tensor,
+    padding_mask: Optional[Tensor],
+) -> Tensor:
     t = teacher.module
     scope = cfg.teacher.scope
     if scope == "all":
         tf, tpad = t["modality"].local_features(inputs, padding_mask)
         ctx = t["modality"].contextualize(tf, tpad, None)
     elif scope == "context":
-        ctx = t["modality"].contextualize(feats.detach(), padding_mask, None)
+        ctx = t["modality"].contextualize(feats, padding_mask, None)
     else:
-        ctx = modality.contextualize(feats.detach(), padding_mask, None)
+        ctx = modality.contextualize(feats, padding_mask, None)
     out = t["encoder"](ctx.x, ctx.padding_mask, ctx.attn_bias)
     E = modality.num_extra_tokens
     layers = out.layer_results if cfg.targets.layer == "ffn" else out.block_outputs

@@ -26,6 +26,7 @@ from data2vec.algorithms.losses import feature_std, regression_loss
 from data2vec.config import ModelConfig
 from data2vec.decoders.conv import projection
 from data2vec.modalities.base import build_modality
+from data2vec.modalities.beit import beit_trunc_normal_, init_beit_params
 from data2vec.nn.encoder import EncoderOutput, TransformerEncoder
 
 
@@ -52,8 +53,9 @@ class Data2Vec1Model(nn.Module):
         self.mask_emb: Optional[nn.Parameter] = None
         if not getattr(self.modality, "masks_input_tokens", False):
             self.mask_emb = nn.Parameter(torch.empty(D))
-            if cfg.encoder.norm_first:  # BEiT: trunc_normal(0.02) mask token, depth-rescaled outputs
-                nn.init.trunc_normal_(self.mask_emb, std=0.02)
+            if cfg.encoder.norm_first:  # BEiT: truncated normal everywhere, depth-rescaled outputs
+                self.apply(init_beit_params)
+                beit_trunc_normal_(self.mask_emb)
                 _beit_rescale(self.encoder)
             else:  # wav2vec 2.0 / data2vec speech: uniform [0, 1)
                 nn.init.uniform_(self.mask_emb)

@@ -146,9 +146,18 @@ def open_images(path: str | Path, channels: int, limit: int = 0) -> IdxImages | 
 
 
 # --------------------------------------------------------------------------- transforms
-def train_transform(size: int, crop_scale_min: float, hflip: bool, mean: tuple, std: tuple) -> v2.Transform:
-    """RandomResizedCrop (+ flip) + normalization, as the data2vec 2.0 image recipe."""
-    ops: list[v2.Transform] = [v2.RandomResizedCrop(size, scale=(crop_scale_min, 1.0), antialias=True)]
+def train_transform(size: int, crop_scale_min: float, hflip: bool, mean: tuple, std: tuple,
+                    color_jitter: float = 0.0) -> v2.Transform:
+    """[ColorJitter] + bicubic RandomResizedCrop (+ flip) + normalization, as Meta's image recipes.
+
+    `color_jitter` > 0 jitters brightness, contrast and saturation by that much (BEiT / data2vec
+    1.0 vision: 0.4; saturation leaves one-channel images unchanged).
+    """
+    ops: list[v2.Transform] = []
+    if color_jitter > 0:
+        ops.append(v2.ColorJitter(color_jitter, color_jitter, color_jitter))
+    ops.append(v2.RandomResizedCrop(size, scale=(crop_scale_min, 1.0), antialias=True,
+                                    interpolation=v2.InterpolationMode.BICUBIC))
     if hflip:
         ops.append(v2.RandomHorizontalFlip())
     ops += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(mean), list(std))]
@@ -204,6 +213,7 @@ class ImageDataConfig(DataConfig):
     limit: int = 0  # use only the first N images (0: all)
     crop_scale_min: float = 0.2
     hflip: bool = True
+    color_jitter: float = 0.0  # brightness = contrast = saturation jitter; 0 disables (BEiT: 0.4)
     mean: tuple[float, ...] = (0.485, 0.456, 0.406)
     std: tuple[float, ...] = (0.229, 0.224, 0.225)
 
@@ -216,6 +226,8 @@ def build_image_data(data: ImageDataConfig, inp: InputConfig, train: TrainConfig
         raise ValueError(
             f"data.mean/data.std have {len(data.mean)}/{len(data.std)} values for model.input.in_chans={inp.in_chans}"
         )
+    if data.color_jitter < 0:
+        raise ValueError(f"data.color_jitter must be >= 0, got {data.color_jitter}")
     images = open_images(data.path, inp.in_chans, data.limit)
-    tf = train_transform(inp.image_size, data.crop_scale_min, data.hflip, data.mean, data.std)
+    tf = train_transform(inp.image_size, data.crop_scale_min, data.hflip, data.mean, data.std, data.color_jitter)
     return FixedBatchData(TransformedImages(images, tf), collate_images, train.batch_size, train.seed, train.num_workers)

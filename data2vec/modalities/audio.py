@@ -234,7 +234,8 @@ class AudioEncoder(nn.Module):
             padding_mask = gather_tokens(padding_mask, info.ids_keep) if padding_mask is not None else None
         bias = None
         if self.cfg.alibi:
-            bias = alibi_bias(positions, self.slopes, self.alibi_scale.clamp_min(0)).to(x.dtype)
+            # float32 even under bf16 autocast (see combine_masks).
+            bias = alibi_bias(positions, self.slopes, self.alibi_scale.clamp_min(0)).float()
         x = self.context_encoder(x, padding_mask, bias).x
         return Context(x, padding_mask, bias)
 

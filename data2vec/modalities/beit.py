@@ -24,6 +24,21 @@ from data2vec.modalities.image import PatchEmbed
 from data2vec.nn.relpos import RelativePositionBias
 
 
+def beit_trunc_normal_(t: Tensor, std: float = 0.02) -> Tensor:
+    """BEiT's `trunc_normal_`: N(0, std) truncated at +-1 std (effective std about 0.54 * std)."""
+    return nn.init.trunc_normal_(t, std=std, a=-std, b=std)
+
+
+@torch.no_grad()
+def init_beit_params(module: nn.Module) -> None:
+    """BEiT's `_init_weights`: Linear and Conv2d (the patch embedding) weights truncated normal,
+    zero biases (LayerNorms keep ones and zeros). Use with `nn.Module.apply`."""
+    if isinstance(module, (nn.Linear, nn.Conv2d)):
+        beit_trunc_normal_(module.weight)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+
 @register_kind
 @dataclass(frozen=True)
 class BeitInputConfig(InputConfig):
@@ -52,7 +67,7 @@ class BeitImageEncoder(nn.Module):
         if not 0 < cfg.num_mask_patches < self.grid**2:
             raise ValueError(f"model.input.num_mask_patches={cfg.num_mask_patches} must be in (0, {self.grid ** 2})")
         self.extra_tokens = nn.Parameter(torch.zeros(1, 1, enc.dim))
-        nn.init.trunc_normal_(self.extra_tokens, std=0.02)
+        beit_trunc_normal_(self.extra_tokens)
         grid = (self.grid, self.grid)
         if cfg.rel_pos_bias == "shared":
             self.rel_pos_bias = RelativePositionBias(grid, enc.num_heads)

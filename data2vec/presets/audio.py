@@ -39,10 +39,13 @@ def audio_base() -> PretrainConfig:
             loss=LossConfig(beta=0.0, scale=None),
             teacher=TeacherConfig(decay=0.999, end_decay=0.99999, anneal_steps=75_000, scope="context"),
             clone_batch=8,
+            # fairseq's Data2VecMultiConfig defaults, which the audio config keeps.
+            min_target_std=0.1, min_pred_std=0.01, collapse_check_after=5000,
         ),
         data=AudioDataConfig(path="", max_sample_size=320_000, min_sample_size=32_000,
                              max_samples_per_batch=1_000_000, normalize=True, buckets_per_step=8),
-        train=TrainConfig(lr=7.5e-4, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.01, warmup_steps=8000,
+        train=TrainConfig(lr=7.5e-4, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.01, decay_all_params=True,
+                          warmup_steps=8000,
                           max_steps=400_000, batch_size=512, clip_norm=0.0, log_every=100,
                           ckpt_every=5000),
     )
@@ -69,7 +72,8 @@ def audio_small() -> PretrainConfig:
         model=_small_audio_model(channels=128, dim=128, depth=4, heads=4, clone=8),
         data=AudioDataConfig(path=SPEECH_CORPUS_TRAIN, max_sample_size=48_000, min_sample_size=8_000,
                              max_samples_per_batch=16 * 48_000, normalize=True),
-        train=TrainConfig(lr=1e-3, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.01, warmup_steps=50, max_steps=1000,
+        train=TrainConfig(lr=1e-3, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.01, decay_all_params=True,
+                          warmup_steps=50, max_steps=1000,
                           batch_size=16, clip_norm=1.0, log_every=10, ckpt_every=100),
     )
 
@@ -80,6 +84,7 @@ def audio_tiny() -> PretrainConfig:
         model=_small_audio_model(channels=32, dim=32, depth=2, heads=2, clone=2),
         data=AudioDataConfig(path=SPEECH_CORPUS_TRAIN, max_sample_size=32_000, min_sample_size=4_000,
                              max_samples_per_batch=8 * 32_000, normalize=True),
-        train=TrainConfig(lr=2e-3, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.01, warmup_steps=2, max_steps=20,
+        train=TrainConfig(lr=2e-3, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.01, decay_all_params=True,
+                          warmup_steps=2, max_steps=20,
                           batch_size=8, clip_norm=1.0, log_every=2, ckpt_every=10),
     )

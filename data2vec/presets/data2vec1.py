@@ -52,8 +52,10 @@ def image_base() -> PretrainConfig:
                           attn_dropout=0.05, drop_path=0.25, norm_eps=1e-6),
             TeacherConfig(decay=0.9998, end_decay=0.9998, anneal_steps=0, scope="all"),
         ),
-        data=ImageDataConfig(path="", crop_scale_min=0.08, hflip=True),
-        train=TrainConfig(lr=2e-3, betas=(0.9, 0.999), weight_decay=0.05, warmup_steps=6250, max_steps=500_000,
+        # BEiT's DataAugmentationForBEiT: ColorJitter(0.4, 0.4, 0.4), flip, bicubic crop; min_lr 1e-5.
+        data=ImageDataConfig(path="", crop_scale_min=0.08, hflip=True, color_jitter=0.4),
+        train=TrainConfig(lr=2e-3, min_lr=1e-5, betas=(0.9, 0.999),
+                          weight_decay=0.05, warmup_steps=6250, max_steps=500_000,
                           batch_size=128, clip_norm=3.0, log_every=100, ckpt_every=5000),
     )
 
@@ -70,7 +72,8 @@ def image_large() -> PretrainConfig:
             TeacherConfig(decay=0.9998, end_decay=0.9998, anneal_steps=0, scope="all"),
         ),
         data=base.data,
-        train=TrainConfig(lr=1e-3, betas=(0.9, 0.999), weight_decay=0.05, warmup_steps=25_000, max_steps=250_000,
+        train=TrainConfig(lr=1e-3, min_lr=1e-5, betas=(0.9, 0.999),
+                          weight_decay=0.05, warmup_steps=25_000, max_steps=250_000,
                           batch_size=64, clip_norm=3.0, log_every=100, ckpt_every=5000),
     )
 
@@ -140,7 +143,8 @@ def audio_base() -> PretrainConfig:
         ),
         data=AudioDataConfig(path="", max_sample_size=320_000, min_sample_size=32_000,
                              max_samples_per_batch=3_800_000, normalize=True),
-        train=TrainConfig(lr=5e-4, min_lr=5e-6, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.01, schedule="tri_stage",
+        train=TrainConfig(lr=5e-4, min_lr=5e-6, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.01, decay_all_params=True,
+                          schedule="tri_stage",
                           warmup_steps=12_000, hold_steps=360_000, max_steps=400_000, batch_size=512, clip_norm=0.0,
                           log_every=100, ckpt_every=5000),
     )
@@ -161,7 +165,8 @@ def audio_small() -> PretrainConfig:
         model=_small_speech(channels=128, dim=128, depth=4, heads=4),
         data=AudioDataConfig(path=SPEECH_CORPUS_TRAIN, max_sample_size=48_000, min_sample_size=8_000,
                              max_samples_per_batch=16 * 48_000, normalize=True),
-        train=TrainConfig(lr=1e-3, min_lr=1e-5, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.01, schedule="tri_stage",
+        train=TrainConfig(lr=1e-3, min_lr=1e-5, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.01, decay_all_params=True,
+                          schedule="tri_stage",
                           warmup_steps=30, hold_steps=900, max_steps=1000, batch_size=16, clip_norm=1.0,
                           log_every=10, ckpt_every=100),
     )
@@ -173,7 +178,8 @@ def audio_tiny() -> PretrainConfig:
         model=_small_speech(channels=32, dim=32, depth=2, heads=2),
         data=AudioDataConfig(path=SPEECH_CORPUS_TRAIN, max_sample_size=32_000, min_sample_size=4_000,
                              max_samples_per_batch=8 * 32_000, normalize=True),
-        train=TrainConfig(lr=2e-3, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.01, warmup_steps=2, max_steps=20,
+        train=TrainConfig(lr=2e-3, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.01, decay_all_params=True,
+                          warmup_steps=2, max_steps=20,
                           batch_size=8, clip_norm=1.0, log_every=2, ckpt_every=10),
     )
 
@@ -203,7 +209,8 @@ def _text_base(mask: dict) -> PretrainConfig:
                           copied=("modality.local_encoder",)),
         ),
         data=TextDataConfig(path="", doc_mode="blank_line", block_size=512, break_mode="complete_doc"),
-        train=TrainConfig(lr=2e-4, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.01, warmup_steps=10_000,
+        train=TrainConfig(lr=2e-4, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.01, decay_all_params=True,
+                          warmup_steps=10_000,
                           max_steps=1_000_000, batch_size=16, clip_norm=5.0, log_every=100,
                           ckpt_every=5000),
     )
@@ -239,7 +246,8 @@ def text_fortunes() -> PretrainConfig:
     return PretrainConfig(
         model=_small_text(dim=128, depth=4, heads=4, vocab=4096, max_positions=128),
         data=TextDataConfig(path=FORTUNES_DIR, doc_mode="percent", block_size=128, break_mode="none"),
-        train=TrainConfig(lr=1e-3, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.01, warmup_steps=50, max_steps=500,
+        train=TrainConfig(lr=1e-3, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.01, decay_all_params=True,
+                          warmup_steps=50, max_steps=500,
                           batch_size=16, clip_norm=1.0, log_every=20, ckpt_every=200),
     )
 
@@ -249,6 +257,7 @@ def text_tiny() -> PretrainConfig:
     return PretrainConfig(
         model=_small_text(dim=32, depth=2, heads=2, vocab=512, max_positions=64),
         data=TextDataConfig(path=FORTUNES_DIR, doc_mode="percent", block_size=64, break_mode="none"),
-        train=TrainConfig(lr=2e-3, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.01, warmup_steps=5, max_steps=40,
+        train=TrainConfig(lr=2e-3, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.01, decay_all_params=True,
+                          warmup_steps=5, max_steps=40,
                           batch_size=16, clip_norm=1.0, log_every=5, ckpt_every=20),
     )

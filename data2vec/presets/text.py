@@ -31,6 +31,8 @@ def text_base() -> PretrainConfig:
             loss=LossConfig(beta=0.0, scale=1.0),
             teacher=TeacherConfig(decay=0.9999, end_decay=0.99999, anneal_steps=100_000, scope="blocks"),
             clone_batch=8,
+            # fairseq's Data2VecMultiConfig defaults, which the text config keeps.
+            min_target_std=0.1, min_pred_std=0.01, collapse_check_after=5000,
         ),
         data=TextDataConfig(path="", doc_mode="blank_line", block_size=512, break_mode="none"),
         train=TrainConfig(lr=2e-4, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.01, warmup_steps=4000,

@@ -134,9 +134,10 @@ def test_the_2_0_student_does_not_see_masked_tokens():
 def test_a_few_steps_lower_the_loss(kind):
     cfg, model, batch = model_and_batch(kind, "model.teacher.decay=0.999", "model.teacher.end_decay=0.999")
     teacher = model.make_teacher()
-    opt = torch.optim.AdamW(model.parameters(), lr=5e-3)
+    # BEiT starts slowly: layer scale 0.1 keeps every mask token's output alike at first, and its
+    # truncated init (effective std 0.011) wants a higher lr at this size.
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2 if kind == "beit" else 5e-3)
     losses = []
-    # BEiT starts slowly: layer scale 0.1 keeps every mask token's output alike at first.
     for step in range(100 if kind == "beit" else 40):
         out = model.pretrain_forward(batch, teacher, torch.Generator().manual_seed(0), step)
         opt.zero_grad()
