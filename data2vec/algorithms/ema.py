@@ -17,6 +17,12 @@ def ema_decay(step: int, start: float, end: float, anneal_steps: int) -> float:
     return end - (end - start) * (1.0 - step / anneal_steps)
 
 
+def _full(t: torch.Tensor) -> torch.Tensor:
+    """A student tensor sharded by FSDP2 (a DTensor) gathered whole: the teacher is a full copy
+    on every rank, so it stays identical across ranks."""
+    return t.full_tensor() if hasattr(t, "full_tensor") else t
+
+
 class EMATeacher:
     """An exponential moving average of (part of) the student.
 
@@ -70,11 +76,11 @@ class EMATeacher:
             self._pairs = self._match(student)
         averaged = [(t, s) for t, s, avg in self._pairs if avg]
         if self.decay < 1.0 and averaged:
-            torch._foreach_lerp_([t for t, _ in averaged], [s.detach().to(t.dtype) for t, s in averaged],
+            torch._foreach_lerp_([t for t, _ in averaged], [_full(s).detach().to(t.dtype) for t, s in averaged],
                                  1.0 - self.decay)
         for t, s, avg in self._pairs:
             if not avg:
-                t.copy_(s)
+                t.copy_(_full(s))
         return self.decay
 
     def state_dict(self) -> dict:

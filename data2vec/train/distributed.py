@@ -172,11 +172,14 @@ def wrap_model(model: nn.Module, parallel: str, device: torch.device, method: st
 
     from data2vec.nn.block import Block
 
+    from torch.distributed.device_mesh import init_device_mesh
+
+    mesh = init_device_mesh(device.type, (env().world_size,))
     mp = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32) if bf16 else MixedPrecisionPolicy()
     for sub in model.modules():
         if isinstance(sub, Block):
-            fully_shard(sub, mp_policy=mp)
-    fully_shard(model, mp_policy=mp)
+            fully_shard(sub, mesh=mesh, mp_policy=mp)
+    fully_shard(model, mesh=mesh, mp_policy=mp)
     if method != "forward":
         register_fsdp_forward_method(model, method)
     return ForwardMethod(model, method)
@@ -240,17 +243,43 @@ def rank_seed(seed: int, rank: int) -> int:
     return seed if rank == 0 else (seed * 1_000_003 + 7_919 * rank) & ((1 << 63) - 1)
 
 
-def full_state_dict(module: nn.Module) -> dict[str, torch.Tensor]:
-    """`module.state_dict()` with FSDP2's sharded DTensors gathered into full tensors (collective)."""
-    out = {}
-    for k, v in module.state_dict().items():
-        out[k] = v.full_tensor() if hasattr(v, "full_tensor") else v
-    return out
+def is_sharded(model: nn.Module) -> bool:
+    """Whether FSDP2 has sharded `model`'s parameters (DTensors)."""
+    return any(hasattr(p, "full_tensor") for p in model.parameters())
 
 
-def local_tensor(t: torch.Tensor) -> torch.Tensor:
-    """The local shard of an FSDP2 DTensor (the tensor itself otherwise)."""
-    return t.to_local() if hasattr(t, "to_local") else t
+def full_tensor(t: torch.Tensor) -> torch.Tensor:
+    """An FSDP2 DTensor gathered into one plain tensor (a collective); other tensors as they are."""
+    return t.full_tensor() if hasattr(t, "full_tensor") else t
+
+
+def full_model_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Full, unsharded CPU weights of `model` (a collective when sharded; complete on rank 0)."""
+    if not is_sharded(model):
+        return model.state_dict()
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+
+
+def save_sharded(model: nn.Module, optimizer: torch.optim.Optimizer, path: str | os.PathLike) -> None:
+    """Every rank writes its shards of student and optimizer with torch.distributed.checkpoint."""
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import get_state_dict
+
+    msd, osd = get_state_dict(model, optimizer)
+    dcp.save({"model": msd, "optimizer": osd}, checkpoint_id=str(path))
+
+
+def load_sharded(model: nn.Module, optimizer: torch.optim.Optimizer, path: str | os.PathLike) -> None:
+    """Read `save_sharded` output into `model`/`optimizer`, resharded for this world size."""
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
+
+    msd, osd = get_state_dict(model, optimizer)
+    state = {"model": msd, "optimizer": osd}
+    dcp.load(state, checkpoint_id=str(path), no_dist=not (dist.is_available() and dist.is_initialized()))
+    set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optimizer"])
 
 
 def describe(e: Optional[DistEnv] = None) -> str:

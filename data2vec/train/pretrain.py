@@ -92,6 +92,20 @@ def _accelerate(device: torch.device) -> None:
         torch.backends.cudnn.allow_tf32 = True
 
 
+def _compile_blocks(*modules: torch.nn.Module) -> None:
+    """torch.compile every Transformer block, in place (names and state dicts unchanged).
+
+    The blocks hold nearly all of the compute and see few distinct shapes; the masking and
+    target code around them is data-dependent and would only break the graph.
+    """
+    from data2vec.nn.block import Block
+
+    for module in modules:
+        for sub in module.modules():
+            if isinstance(sub, Block):
+                sub.compile()
+
+
 class Trainer:
     """Holds model, teacher, optimizer and data for one run; `train()` runs the loop.
 
@@ -133,8 +147,7 @@ class Trainer:
                                               find_unused=cfg.model.encoder.layer_drop > 0)
         self.optimizer = build_optimizer(self.model, tc)
         if tc.compile:
-            self.student = torch.compile(self.student)
-            self.teacher.module["encoder"].compile()
+            _compile_blocks(self.model, self.teacher.module)
         self.state = RunState(world_size=W, micro_batch=tc.micro_batch)
         self.skips = SkipCounter("samples")
         self._local_skipped = self._local_samples = 0
@@ -165,13 +178,15 @@ class Trainer:
         s = self.state
         self._sync_counts()
         rngs = distributed.all_gather_objects(rng_state())
-        return {
+        sharded = distributed.is_sharded(self.model)
+        ckpt = {
             "format": "data2vec-train-checkpoint",
             "version": __version__,
             "config": to_dict(self.cfg),
-            "model": self.model.state_dict(),
+            # Full weights even under FSDP, so every loader and exporter reads this one file.
+            "model": distributed.full_model_state(self.model),
             "teacher": self.teacher.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
+            "optimizer": {} if sharded else self.optimizer.state_dict(),
             "scheduler": {"step": s.step, "kind": self.cfg.train.schedule},
             "state": {"step": s.step, "epoch": s.epoch, "batch_in_epoch": s.batch_in_epoch,
                       "samples_seen": s.samples_seen, "skipped": s.skipped, "world_size": s.world_size,
@@ -180,6 +195,9 @@ class Trainer:
             "rng_ranks": rngs,
             "data": self.data.stream_state(),
         }
+        if sharded:  # the optimizer (and the student again) as shards: torch.distributed.checkpoint
+            ckpt["sharded"] = f"step-{s.step:08d}.dcp"
+        return ckpt
 
     def data_micro(self) -> int:
         return int(getattr(self.data, "micro", 0))
@@ -189,15 +207,27 @@ class Trainer:
         self._check_finite()
         path = self.run_dir / LAST
         ckpt = self.checkpoint()
+        if "sharded" in ckpt:
+            distributed.save_sharded(self.model, self.optimizer, path.parent / ckpt["sharded"])
+            distributed.barrier()
         if self.dist.is_main:
-            save_atomic(ckpt, path)
+            save_atomic(ckpt, path)  # last.pt names its shards, so a crash leaves a matching pair
+            for old in path.parent.glob("step-*.dcp"):
+                if old.name != ckpt.get("sharded"):
+                    shutil.rmtree(old, ignore_errors=True)
         distributed.barrier()
         return path
 
     def _restore(self, ckpt: dict[str, Any]) -> None:
-        self.model.load_state_dict(ckpt["model"])
+        if "sharded" in ckpt:  # any world size, sharded or not: DCP reshards on load
+            distributed.load_sharded(self.model, self.optimizer, self.run_dir / "checkpoints" / ckpt["sharded"])
+        elif distributed.is_sharded(self.model):
+            raise ValueError(f"--resume: {self.run_dir / LAST} was not written by an FSDP run; "
+                             "resume it with train.parallel=ddp")
+        else:
+            self.model.load_state_dict(ckpt["model"])
+            self.optimizer.load_state_dict(ckpt["optimizer"])
         self.teacher.load_state_dict(ckpt["teacher"])
-        self.optimizer.load_state_dict(ckpt["optimizer"])
         saved = ckpt["state"]
         self.state = RunState(**saved)
         self.skips.total = self.state.skipped
@@ -268,7 +298,7 @@ class Trainer:
             samples += int(batch[self.model.modality.input_key].shape[0])
         params = [p for p in self.model.parameters() if p.grad is not None]
         grad_norm = torch.nn.utils.clip_grad_norm_(params, tc.clip_norm if tc.clip_norm > 0 else math.inf)
-        grad_norm = distributed.local_tensor(grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm)
+        grad_norm = distributed.full_tensor(grad_norm)
         self._flag_nonfinite(grad_norm, s.step)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)

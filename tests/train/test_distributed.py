@@ -135,3 +135,73 @@ def test_a_run_saved_on_two_ranks_resumes_on_one(fmnist_train, tmp_path, run_ran
     assert ck["state"]["batch_in_epoch"] == saved["state"]["batch_in_epoch"] + 4 == 12
     assert [r["step"] for r in read_metrics(tmp_path / "run" / "metrics.jsonl")] == [1, 2, 3, 4, 5, 6]
 
+
+
+@pytest.mark.integration
+def test_fsdp_matches_ddp_and_its_sharded_checkpoint_round_trips(fmnist_train, tmp_path, run_ranks):
+    cfg = _cfg(fmnist_train, "train.max_steps=3", "train.ckpt_every=100")
+    run_ranks(_pretrain, 2, cfg, tmp_path / "ddp")
+    fsdp = apply_overrides(cfg, ["train.parallel=fsdp"])
+    run_ranks(_pretrain, 2, fsdp, tmp_path / "fsdp")
+    a = load_checkpoint(tmp_path / "ddp" / "checkpoints" / "last.pt")
+    b = load_checkpoint(tmp_path / "fsdp" / "checkpoints" / "last.pt")
+    assert b["sharded"] == "step-00000003.dcp" and (tmp_path / "fsdp" / "checkpoints" / b["sharded"]).is_dir()
+    for k, v in a["model"].items():  # full weights in last.pt; same run as DDP up to summation order
+        torch.testing.assert_close(b["model"][k], v, rtol=1e-4, atol=1e-5, msg=k)
+    for k, v in a["teacher"]["module"].items():
+        torch.testing.assert_close(b["teacher"]["module"][k], v, rtol=1e-4, atol=1e-5, msg=k)
+    # Resume from the shards, on 2 ranks and (resharded) on 1: both continue the DDP run.
+    run_ranks(_pretrain, 2, apply_overrides(fsdp, ["train.max_steps=5"]), tmp_path / "fsdp", True)
+    run_ranks(_pretrain, 2, apply_overrides(cfg, ["train.max_steps=5"]), tmp_path / "ddp", True)
+    a = load_checkpoint(tmp_path / "ddp" / "checkpoints" / "last.pt")
+    b = load_checkpoint(tmp_path / "fsdp" / "checkpoints" / "last.pt")
+    assert b["state"]["step"] == 5 and sorted(p.name for p in (tmp_path / "fsdp" / "checkpoints").iterdir()) == [
+        "last.pt", "step-00000005.dcp"]
+    for k, v in a["model"].items():
+        torch.testing.assert_close(b["model"][k], v, rtol=1e-4, atol=1e-5, msg=k)
+    _pretrain(apply_overrides(fsdp, ["train.max_steps=6"]), tmp_path / "fsdp", resume=True)
+    assert load_checkpoint(tmp_path / "fsdp" / "checkpoints" / "last.pt")["state"]["step"] == 6
+
+
+def test_compile_wraps_every_block_of_student_and_teacher(fmnist_train, tmp_path):
+    from data2vec.nn.block import Block
+    from data2vec.train.pretrain import Trainer
+
+    trainer = Trainer(_cfg(fmnist_train, "train.compile=true"), tmp_path / "run")
+    blocks = [m for root in (trainer.model, trainer.teacher.module) for m in root.modules() if isinstance(m, Block)]
+    assert blocks and all(b._compiled_call_impl is not None for b in blocks)
+    assert set(trainer.model.state_dict()) == set(Trainer(_cfg(fmnist_train), tmp_path / "b").model.state_dict())
+
+
+@pytest.mark.slow
+def test_compiled_training_matches_eager(fmnist_train, tmp_path):
+    cfg = _cfg(fmnist_train, "train.max_steps=3")
+    _pretrain(cfg, tmp_path / "eager")
+    _pretrain(apply_overrides(cfg, ["train.compile=true"]), tmp_path / "compiled")
+    eager = [r["loss"] for r in read_metrics(tmp_path / "eager" / "metrics.jsonl")]
+    compiled = [r["loss"] for r in read_metrics(tmp_path / "compiled" / "metrics.jsonl")]
+    assert compiled == pytest.approx(eager, rel=1e-4)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs 2 CUDA GPUs (NCCL)")
+@pytest.mark.parametrize("parallel", ["ddp", "fsdp"])
+def test_two_gpus_with_nccl(fmnist_train, tmp_path, parallel):
+    job = _torchrun(tmp_path / "run", "--preset", "data2vec2_image_tiny", f"data.path={fmnist_train}",
+                    "data.limit=512", "train.max_steps=4", f"train.parallel={parallel}", "train.compile=true")
+    output, _ = job.communicate(timeout=600)
+    assert job.returncode == 0, output[-3000:]
+    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["state"]["step"] == 4
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_one_gpu_step_uses_fused_adamw_bf16_and_pinned_batches(fmnist_train, tmp_path):
+    from data2vec.train.pretrain import Trainer
+
+    trainer = Trainer(_cfg(fmnist_train, "train.max_steps=2", "train.bf16=auto", "train.num_workers=1"),
+                      tmp_path / "run")
+    assert trainer.device.type == "cuda" and trainer.bf16
+    assert trainer.optimizer.defaults["fused"]
+    assert next(trainer.batch_stream())["image"].is_pinned()
+    trainer.train(progress=False)
