@@ -57,11 +57,11 @@ def throughput(bf16: bool, steps: int, corpus: Path) -> float:
 
 def finetune_cmd(out: Path, corpus: Path, init: str | None, args: argparse.Namespace) -> list[str]:
     cmd = [PY, "-m", "data2vec", "finetune", "--recipe", "ctc_small", "--train", str(corpus / "train.tsv"),
-           "--valid", str(corpus / "test.tsv"), "--out", str(out), "--force"]
+           "--valid", str(corpus / "test.tsv"), "--out", str(out), "--force", "--no-progress"]
     cmd += ["--init", init] if init else []
-    return cmd + [f"train_limit={args.labeled}", f"optim.max_steps={args.ft_steps}",
-                  f"optim.eval_every={args.ft_steps}", f"optim.freeze_backbone_steps={args.ft_steps // 10}",
-                  "max_samples_per_batch=384000", "batch_size=8"]
+    return cmd + [f"data.train_limit={args.labeled}", f"train.max_steps={args.ft_steps}",
+                  f"train.eval_every={args.ft_steps}", f"train.freeze_backbone_steps={args.ft_steps // 10}",
+                  "data.max_samples_per_batch=384000", "train.batch_size=8"]
 
 
 def commands(args: argparse.Namespace) -> tuple[list[str], dict[str, list[str]]]:

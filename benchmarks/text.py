@@ -32,7 +32,9 @@ from data2vec.eval.probe import linear_probe
 from data2vec.heads.classification import masked_mean
 from data2vec.data.text_pretrain import text_tokenizer
 from data2vec.presets import get_preset
-from data2vec.train.finetune_text import TextFinetuneConfig, build_text_model, encode_sentences
+from data2vec.heads.finetuned import HeadConfig, build_finetuned
+from data2vec.train.finetune_run import load_backbone
+from data2vec.train.finetune_text import encode_sentences
 from data2vec.train.pretrain import Trainer
 
 PRESET = "data2vec2_text_fortunes"
@@ -71,8 +73,8 @@ def throughput(out: Path, bf16: bool, steps: int, cache: str) -> dict[str, float
 @torch.no_grad()
 def probe(ckpt: str, init: str) -> dict[str, float]:
     """Test accuracy of a logistic regression on frozen, mean-pooled final-layer features."""
-    model, pre = build_text_model(ckpt, TextFinetuneConfig(init=init), 4)
-    model.eval()
+    pre, state = load_backbone(ckpt, "", "student" if init == "pretrained" else "random")
+    model = build_finetuned(pre.model, HeadConfig("sequence_classification", 4), state).eval()
     tok = text_tokenizer(pre.data, pre.model.input)
     feats = {}
     for split, data in fortunes_classification().items():
@@ -80,7 +82,7 @@ def probe(ckpt: str, init: str) -> dict[str, float]:
         xs = []
         for i in range(0, len(ids), 64):
             b = collate_tokens(ids[i:i + 64], tok.pad)
-            xs.append(masked_mean(model.features(b["tokens"], b["padding_mask"]), b["padding_mask"]))
+            xs.append(masked_mean(model.features(b["tokens"], b["padding_mask"])[0], b["padding_mask"]))
         feats[split] = (torch.cat(xs), torch.tensor(data.labels))
     return {"init": init, "test_accuracy": linear_probe(*feats["train"], *feats["test"])}
 
@@ -116,9 +118,10 @@ def main() -> None:
     ckpt = str(out / "pretrain" / "checkpoints" / "last.pt")
     for init in ("pretrained", "random"):
         if "finetune" in stages:
+            weights = "student" if init == "pretrained" else "random"
             run_cli(["finetune-text", "--checkpoint", ckpt, "--fortunes", "--out", str(out / f"finetune-{init}"),
-                     f"init={init}", f"lr={args.finetune_lr}", f"epochs={args.finetune_epochs}", "batch_size=16"],
-                    commands)
+                     "--force", f"weights={weights}", f"train.lr={args.finetune_lr}",
+                     f"train.epochs={args.finetune_epochs}", "train.batch_size=16"], commands)
             results[init] = json.loads((out / f"finetune-{init}" / "results.json").read_text())
         if "probe" in stages:
             results[f"probe_{init}"] = probe(ckpt, init)
@@ -128,7 +131,7 @@ def main() -> None:
     for init in ("pretrained", "random"):
         r, pr = results.get(init), results.get(f"probe_{init}", {})
         if r:
-            print(f"| {init} | {r['valid']['accuracy']:.4f} ({r['best_epoch']}) | {r['test']['accuracy']:.4f} | "
+            print(f"| {init} | {r['valid']['accuracy']:.4f} (update {r['best_step']}) | {r['test']['accuracy']:.4f} | "
                   f"{r['test']['f1']:.4f} | {pr.get('test_accuracy', float('nan')):.4f} |")
     for t in results.get("throughput", []):
         print(f"{'bf16' if t['bf16'] else 'fp32'}: {t['tokens_per_s']:.0f} tokens/s ({t['steps']} steps)")

@@ -92,11 +92,12 @@ def read_config(path: str | Path) -> tuple[PretrainConfig, Optional[Any]]:
 
 def _head_config(data: dict, path: Any) -> Any:
     # Not through from_dict: its "kind" field means a registered config kind, which HeadConfig's is not.
+    import typing
     from dataclasses import fields
 
     from data2vec.heads.finetuned import HEAD_KINDS, HeadConfig
 
-    types = {"kind": str, "num_outputs": int, "final_norm": bool}
+    types = typing.get_type_hints(HeadConfig)
     known = {f.name for f in fields(HeadConfig)}
     unknown = sorted(set(data) - known)
     if unknown:

@@ -1,39 +1,57 @@
-"""data2vec finetune --train TSV --valid TSV [--init CKPT] [--recipe NAME] [--out DIR] [key=value ...]"""
+"""data2vec finetune --task TASK [--recipe NAME] [--init CKPT] [--train ...] [--out DIR] [key=value ...]"""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import json
-from pathlib import Path
 
-from data2vec.config import apply_overrides, to_dict
-from data2vec.train.finetune_audio import recipe, run_speech_finetune
+from data2vec.config import apply_overrides
+from data2vec.recipes import default_recipe, get_recipe
+from data2vec.train.finetune_config import TASKS, FinetuneConfig
 
-HELP = "fine-tune a pretrained audio encoder: CTC speech recognition (WER/CER) or utterance classification"
+HELP = "fine-tune a pretrained (or random) encoder: image/audio classification, CTC, sentence or token labels"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--train", help="training manifest (.tsv) with a label file next to it (train.ltr / .wrd / .<labels>)")
-    p.add_argument("--valid", help="held-out manifest (.tsv) with its label file, for WER/CER or accuracy")
-    p.add_argument("--init", help="pretraining checkpoint (runs/.../checkpoints/last.pt); omit for random weights")
-    p.add_argument("--recipe", default="ctc_small", help="ctc_small (2-core CPU) or ctc_base_10h (fairseq vox_10h)")
-    p.add_argument("--out", default="runs/finetune", help="output folder for finetuned.pt and metrics.jsonl")
-    p.add_argument("--force", action="store_true", help="overwrite an existing finetuned.pt in --out")
+    p.add_argument("--task", choices=TASKS, help="what to learn (default: the recipe's task)")
+    p.add_argument("--recipe", help="a named recipe (`data2vec recipes`); default: the task's small CPU recipe")
+    p.add_argument("--init", help="pretrained weights: our checkpoint or folder, a fairseq file, a transformers "
+                                  "folder; omit for random weights of the recipe's preset")
+    p.add_argument("--train", help="training data (image folder / idx file, .tsv manifest, text file): data.train")
+    p.add_argument("--valid", help="validation data, same form: data.valid")
+    p.add_argument("--test", help="test data, scored once with the selected weights: data.test")
+    p.add_argument("--out", default="runs/finetune", help="run folder: finetuned.pt, results.json, metrics, checkpoints")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--force", action="store_true", help="overwrite a non-empty --out")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("overrides", nargs="*", metavar="key=value",
-                   help="dotted overrides, e.g. task=classify labels=kind train_limit=200 optim.lr=5e-4")
+                   help="dotted overrides, e.g. train.lr=5e-4 train.epochs=20 data.label_frac=0.01 model.drop_path=0.1")
+
+
+def resolve(args: argparse.Namespace) -> FinetuneConfig:
+    """The recipe with the command line applied on top."""
+    if not args.task and not args.recipe:
+        raise ValueError(f"give --task (one of {', '.join(TASKS)}) or --recipe")
+    cfg = get_recipe(args.recipe or default_recipe(args.task))
+    if args.task and args.task != cfg.task:
+        raise ValueError(f"recipe {args.recipe!r} is for task {cfg.task!r}, not {args.task!r}")
+    given = {k: getattr(args, k) for k in ("train", "valid", "test") if getattr(args, k)}
+    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, **given))
+    if args.init:
+        cfg = dataclasses.replace(cfg, init=args.init)
+    return apply_overrides(cfg, args.overrides)
 
 
 def run(args: argparse.Namespace) -> int:
-    cfg = recipe(args.recipe)
-    given = {"train_manifest": args.train, "valid_manifest": args.valid, "init": args.init}
-    cfg = dataclasses.replace(cfg, **{k: v for k, v in given.items() if v})
-    cfg = apply_overrides(cfg, args.overrides)
-    out = Path(args.out)
-    if (out / "finetuned.pt").exists() and not args.force:
-        raise FileExistsError(f"{out / 'finetuned.pt'} exists; use --force to overwrite or choose another --out")
-    print("resolved config:\n" + json.dumps(to_dict(cfg), indent=2), flush=True)
-    summary = run_speech_finetune(cfg, out)
-    final = summary["history"][-1] if summary["history"] else {}
-    print(json.dumps({k: v for k, v in summary.items() if k != "history"} | {"final": final}, indent=2))
+    from data2vec.train.finetune_run import run_finetune
+
+    cfg = resolve(args)
+    results = run_finetune(cfg, args.out, resume=args.resume, force=args.force, progress=not args.no_progress)
+    print(json.dumps({k: v for k, v in results.items() if k != "history"}, indent=2))
+    metric = results["metric"]
+    line = f"best valid {metric}: {results['valid'][metric]:.4f} (update {results['best_step']})"
+    if "test" in results:
+        line += f"; test {metric}: {results['test'][metric]:.4f}"
+    print(line)
     return 0

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from data2vec.train.finetune_audio import load_finetuned, transcribe
-
 HELP = "transcribe audio files with a CTC fine-tuned checkpoint (greedy decoding)"
 
 
@@ -15,9 +13,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    model, cfg, outputs = load_finetuned(args.checkpoint)
+    from data2vec.train.finetune_audio import transcribe
+    from data2vec.train.finetune_run import load_finetuned
+
+    model, cfg, pre, outputs = load_finetuned(args.checkpoint)
     if cfg.task != "ctc":
         raise ValueError(f"{args.checkpoint} was fine-tuned for task={cfg.task!r}, not speech recognition (ctc)")
-    for path, text in zip(args.files, transcribe(model, outputs, args.files)):
+    for path, text in zip(args.files, transcribe(model, pre, outputs, args.files)):
         print(f"{path}\t{text}", flush=True)
     return 0

@@ -86,14 +86,20 @@ def open_labeled(manifest: str | Path, labels: str, ctc: bool, min_samples: int,
     return LabeledAudio(ds, [tokens[i] for i in keep], [texts[i] for i in keep], dropped)
 
 
-def labeled_batches(data: LabeledAudio, max_samples: int, max_batch: int, seed: int,
-                    epoch: Optional[int]) -> Iterator[dict[str, Any]]:
-    """Length-bucketed batches with "label_index" (B,) into `data.labels`; shuffled per epoch,
-    or in length order when `epoch` is None (evaluation). All-unreadable batches are skipped."""
+def batch_plan(data: LabeledAudio, max_samples: int, max_batch: int, seed: int, epoch: Optional[int]) -> list:
+    """Length-bucketed index batches; shuffled per epoch, or in length order when `epoch` is None."""
     sampler = LengthBucketSampler(data.dataset.sizes, max_samples, shuffle=epoch is not None, seed=seed,
                                   max_batch_size=max_batch)
-    plan = sampler.batches(epoch or 0)
-    for batch in DataLoader(data.dataset, batch_sampler=plan, collate_fn=collate_audio):
+    return sampler.batches(epoch or 0)
+
+
+def labeled_batches(data: LabeledAudio, max_samples: int, max_batch: int, seed: int,
+                    epoch: Optional[int], start: int = 0) -> Iterator[dict[str, Any]]:
+    """Batches of `batch_plan` from index `start`, with "label_index" (B,) into `data.labels`.
+    All-unreadable batches are skipped."""
+    plan = batch_plan(data, max_samples, max_batch, seed, epoch)[start:]
+    # Its own generator keeps the global RNG (seeded per update by the fine-tuning loop) untouched.
+    for batch in DataLoader(data.dataset, batch_sampler=plan, collate_fn=collate_audio, generator=torch.Generator()):
         if batch["audio"].shape[0] == 0:
             continue
         batch["label_index"] = batch.pop("index")

@@ -59,8 +59,8 @@ class CTCHead(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.proj = nn.Linear(dim, vocab_size)
 
-    def forward(self, x: Tensor) -> Tensor:
-        """x: (B, T, D) -> logits (B, T, V)."""
+    def forward(self, x: Tensor, padding_mask: Optional[Tensor] = None) -> Tensor:
+        """x: (B, T, D) frames (speech has no extra tokens) -> logits (B, T, V)."""
         return self.proj(self.dropout(x))
 
 

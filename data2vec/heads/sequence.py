@@ -20,28 +20,7 @@ class FirstTokenHead(nn.Module):
         self.dense = nn.Linear(dim, dim)
         self.out_proj = nn.Linear(dim, num_outputs)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, padding_mask: Optional[Tensor] = None) -> Tensor:
         """x: (B, T, D) encoder output -> (B, num_outputs)."""
         h = self.dense(self.dropout(x[:, 0]))
         return self.out_proj(self.dropout(h.tanh()))
-
-
-class EncoderWithHead(nn.Module):
-    """A pretrained modality encoder + shared Transformer (the decoder is left behind) and a head.
-
-    The head maps the encoder output (B, E + T, D) to the task output: per sequence
-    (`FirstTokenHead`) or per token (`heads.token.TokenHead`).
-    """
-
-    def __init__(self, modality: nn.Module, encoder: nn.Module, head: nn.Module) -> None:
-        super().__init__()
-        self.modality, self.encoder, self.head = modality, encoder, head
-
-    def features(self, inputs: Tensor, padding_mask: Optional[Tensor] = None) -> Tensor:
-        """Every token encoded, nothing masked. Returns (B, E + T, D)."""
-        feats, pad = self.modality.local_features(inputs, padding_mask)
-        ctx = self.modality.contextualize(feats, pad, None)
-        return self.encoder(ctx.x, ctx.padding_mask, ctx.attn_bias).x
-
-    def forward(self, inputs: Tensor, padding_mask: Optional[Tensor] = None) -> Tensor:
-        return self.head(self.features(inputs, padding_mask))

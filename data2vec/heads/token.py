@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Optional
+
 from torch import Tensor, nn
 
 IGNORE = -100  # label of sub-tokens that are not the first of a word (and of specials, padding)
@@ -15,7 +17,8 @@ class TokenHead(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.out_proj = nn.Linear(dim, num_classes)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, padding_mask: Optional[Tensor] = None) -> Tensor:
+        """x: (B, T, D) -> (B, T, num_classes)."""
         return self.out_proj(self.dropout(x))
 
 

@@ -1,183 +1,294 @@
-"""A generic fine-tuning loop: model = backbone + head, a task supplies batches, the loss and
-evaluation. Speech CTC and utterance classification use it; text classification can too.
+"""The one fine-tuning loop, for every task: a task supplies batches, the loss, evaluation and
+the head; the loop owns everything else.
 
-Visible, in order, per step: lr (tri-stage) -> warm-up freeze of the backbone -> forward/loss
--> backward -> clip -> step -> log -> periodic evaluation. The last checkpoint is saved atomically.
+Visible, in order, per update: lr (with layer-wise scales) -> backbone frozen or not ->
+seeded RNG -> for each micro-batch: autocast forward + loss, backward -> clip + step (shared
+with pretraining, `train.step`) -> log -> evaluation (best weights kept) -> atomic checkpoint.
+
+A run folder holds `config.json`, `metrics.jsonl`, `tensorboard/`, `checkpoints/last.pt`
+(exact `resume`), `checkpoints/best.pt`, and at the end `finetuned.pt` (the selected weights)
+and `results.json`.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional, Protocol
+from typing import Any, Iterator, Optional, Protocol
 
 import torch
 from torch import Tensor, nn
+from tqdm import tqdm
 
-from data2vec.train.checkpoint import save_atomic
-from data2vec.train.optim import param_groups
-from data2vec.train.schedules import linear_warmup_decay, tri_stage
+from data2vec import __version__
+from data2vec.config import PretrainConfig, from_dict, save_config, to_dict
+from data2vec.heads.finetuned import HeadConfig
+from data2vec.heads.model import EncoderWithHead
+from data2vec.train.checkpoint import load_checkpoint, rng_state, save_atomic, set_rng_state
+from data2vec.train.finetune_config import LOWER_IS_BETTER, SCHEDULES, FinetuneConfig, FinetuneTrainConfig
+from data2vec.train.logging import MetricLogger, truncate_metrics
+from data2vec.train.optim import no_weight_decay
+from data2vec.train.pretrain import LAST, prepare_run_dir, resolve_device
+from data2vec.train.schedules import cosine_with_warmup, linear_warmup_decay, tri_stage
+from data2vec.train.precision import autocast, choose_bf16
+from data2vec.train.step import backward, clip_and_step, set_lr
 
 log = logging.getLogger("data2vec")
-
-
-@dataclass(frozen=True)
-class FinetuneConfig:
-    """Optimization of a fine-tuning run (fairseq wav2vec_ctc recipe defaults)."""
-
-    lr: float = 1e-4
-    betas: tuple[float, float] = (0.9, 0.98)
-    eps: float = 1e-8
-    weight_decay: float = 0.0
-    max_steps: int = 20_000
-    schedule: str = "tri_stage"  # or "linear": warm-up then linear decay to 0 (fairseq GLUE)
-    warmup_frac: float = 0.1  # tri-stage: 10% warm-up, 40% hold, 50% exponential decay
-    hold_frac: float = 0.4
-    final_lr_scale: float = 0.05
-    freeze_backbone_steps: int = 10_000  # only the head trains for these first updates
-    clip_norm: float = 0.0  # 0 disables
-    eval_every: int = 1000
-    select_metric: str = ""  # keep the weights of the evaluation best in this metric ("": the last)
-    log_every: int = 50
-    seed: int = 1
-    device: str = "auto"
-
-
-def tri_stage_lr(step: int, base_lr: float, total: int, warmup_frac: float, hold_frac: float,
-                 final_scale: float) -> float:
-    """fairseq `tri_stage` with phases given as fractions of `total` and a final lr scale."""
-    return tri_stage(step, base_lr, int(total * warmup_frac), int(total * hold_frac), total, base_lr * final_scale)
-
-
-def finetune_lr(step: int, cfg: FinetuneConfig) -> float:
-    """The lr at `step` for `cfg.schedule`."""
-    if cfg.schedule == "tri_stage":
-        return tri_stage_lr(step, cfg.lr, cfg.max_steps, cfg.warmup_frac, cfg.hold_frac, cfg.final_lr_scale)
-    if cfg.schedule == "linear":
-        return linear_warmup_decay(step, cfg.lr, max(1, int(cfg.warmup_frac * cfg.max_steps)), cfg.max_steps)
-    raise ValueError(f"schedule={cfg.schedule!r}; expected 'tri_stage' or 'linear'")
-
-
-class FinetuneModel(nn.Module):
-    """A pretrained backbone and a task head; the task decides how they are called."""
-
-    def __init__(self, backbone: nn.Module, head: nn.Module) -> None:
-        super().__init__()
-        self.backbone, self.head = backbone, head
+BEST = "checkpoints/best.pt"
+FORMAT = "data2vec-finetune-checkpoint"
 
 
 class FinetuneTask(Protocol):
-    """What a task supplies to `finetune`."""
+    """What a task supplies to the loop (see `train.finetune_image` for a complete one)."""
 
-    def batches(self, epoch: int) -> Iterator[dict[str, Any]]:
-        """Training batches of one epoch (deterministic given the epoch)."""
+    head: HeadConfig  # the head to put on the backbone
+    outputs: list[str]  # class names or CTC symbols, saved with the model
+    metric: str  # default validation metric for model selection
 
-    def loss(self, model: FinetuneModel, batch: dict[str, Any], generator: torch.Generator) -> tuple[Tensor, dict[str, float]]:
-        """Scalar loss and detached logs for one batch (model in train mode)."""
+    def num_batches(self) -> int:
+        """Training micro-batches per epoch."""
 
-    def evaluate(self, model: FinetuneModel) -> dict[str, float]:
-        """Held-out metrics (model in eval mode)."""
+    def batches(self, epoch: int, start: int) -> Iterator[dict[str, Any]]:
+        """Training micro-batches of `epoch` from index `start`, the same for the same arguments."""
 
+    def loss(self, model: EncoderWithHead, batch: dict[str, Any], generator: torch.Generator) -> tuple[Tensor, dict[str, float]]:
+        """Scalar loss and detached logs for one micro-batch (model in train mode)."""
 
-def _endless(task: FinetuneTask) -> Iterator[dict[str, Any]]:
-    epoch = 0
-    while True:
-        empty = True
-        for batch in task.batches(epoch):
-            empty = False
-            yield batch
-        if empty:
-            raise ValueError("the fine-tuning task produced no training batches")
-        epoch += 1
+    def evaluate(self, model: EncoderWithHead, split: str) -> dict[str, float]:
+        """Metrics on "valid" or "test" (model in eval mode)."""
 
 
-def _set_backbone_frozen(model: nn.Module, frozen: bool, trainable: set[str]) -> None:
-    """Freeze everything but the task head (`head.*`), or give back requires_grad to the
-    parameters that had it."""
+def finetune_lr(step: int, tc: FinetuneTrainConfig, total: int) -> float:
+    """The base lr at `step` of `total` updates for `tc.schedule`."""
+    warmup = int(tc.warmup_frac * total)
+    if tc.schedule == "cosine":
+        return cosine_with_warmup(step, tc.lr, warmup, total, tc.min_lr)
+    if tc.schedule == "linear":
+        return linear_warmup_decay(step, tc.lr, max(1, warmup), total)
+    if tc.schedule == "tri_stage":
+        if tc.min_lr <= 0:
+            raise ValueError("train.schedule=tri_stage decays exponentially to train.min_lr, which must be > 0")
+        return tri_stage(step, tc.lr, warmup, int(tc.hold_frac * total), total, tc.min_lr)
+    raise ValueError(f"train.schedule={tc.schedule!r}; expected one of {SCHEDULES}")
+
+
+_BLOCK = re.compile(r"^(modality\.context_encoder|encoder)\.blocks\.(\d+)\.")
+
+
+def block_index(name: str, prenet_depth: int) -> Optional[int]:
+    """1-based index of the Transformer block (prenet blocks first) holding parameter `name`,
+    or None for the patch embedding, extra tokens, norms outside blocks and the head."""
+    m = _BLOCK.match(name)
+    if m is None:
+        return None
+    return int(m.group(2)) + 1 + (prenet_depth if m.group(1) == "encoder" else 0)
+
+
+def finetune_param_groups(model: nn.Module, weight_decay: float, layer_decay: float) -> list[dict]:
+    """AdamW groups: no weight decay for biases and norms; block i of N gets
+    `lr_scale = layer_decay^(N + 1 - i)` (fairseq `no_decay_blocks`: everything else keeps 1)."""
+    prenet = len(getattr(getattr(model.modality, "context_encoder", None), "blocks", ()))
+    n = prenet + len(model.encoder.blocks)
+    groups: dict[tuple[bool, float], list[nn.Parameter]] = {}
     for name, p in model.named_parameters():
-        if not name.startswith("head."):
-            p.requires_grad_(not frozen and name in trainable)
+        i = block_index(name, prenet)
+        scale = layer_decay ** (n + 1 - i) if i is not None and layer_decay != 1.0 else 1.0
+        groups.setdefault((no_weight_decay(name, p), scale), []).append(p)
+    return [{"params": ps, "weight_decay": 0.0 if nd else weight_decay, "lr_scale": s} for (nd, s), ps in groups.items()]
 
 
-def finetune(
-    model: nn.Module,
-    task: FinetuneTask,
-    cfg: FinetuneConfig,
-    run_dir: str | Path,
-    save_extra: Optional[Callable[[], dict[str, Any]]] = None,
-) -> dict[str, Any]:
-    """Fine-tune `model` (task head under `head.*`) on `task`; returns a summary with the
-    evaluation history (each row: step, lr, train_loss since the last evaluation, valid_*).
-
-    Parameters with requires_grad=False on entry (e.g. a frozen feature extractor) stay
-    frozen. With `cfg.select_metric` the weights of the best evaluation are kept. `save_extra()`
-    adds entries (config, vocabulary) to `run_dir/finetuned.pt`.
-    """
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(cfg.seed)
-    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
-    optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=cfg.betas, eps=cfg.eps)
-    batches, history, best, t0 = _endless(task), [], _Best(cfg.select_metric), time.perf_counter()
-    window: list[float] = []
-    with open(run_dir / "metrics.jsonl", "w") as metrics:
-        for step in range(cfg.max_steps):
-            lr = finetune_lr(step, cfg)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            _set_backbone_frozen(model, step < cfg.freeze_backbone_steps, trainable)
-            model.train()
-            loss, logs = task.loss(model, next(batches), torch.Generator().manual_seed(cfg.seed * 1_000_003 + step))
-            loss.backward()
-            params = [p for p in model.parameters() if p.grad is not None]
-            grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.clip_norm if cfg.clip_norm > 0 else math.inf)
-            if not torch.isfinite(grad_norm):
-                raise FloatingPointError(f"fine-tuning step {step}: gradient norm {grad_norm.item()}; lower train.lr")
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            window.append(loss.item())
-            row = {"step": step + 1, "lr": lr, "loss": loss.item(), **logs}
-            evaluate = (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.max_steps
-            if evaluate:
-                model.eval()
-                row.update(train_loss=sum(window) / len(window), **{f"valid_{k}": v for k, v in task.evaluate(model).items()})
-                window = []
-                history.append(row)
-                best.offer(row, model)
-                log.info("fine-tune step %d: %s", step + 1, {k: round(v, 4) for k, v in row.items()})
-            if (step + 1) % cfg.log_every == 0 or evaluate:
-                metrics.write(json.dumps(row) + "\n")
-                metrics.flush()
-    _set_backbone_frozen(model, False, trainable)
-    best.restore(model)
-    ckpt = {"format": "data2vec-finetune-checkpoint", "model": model.state_dict(), **(save_extra() if save_extra else {})}
-    save_atomic(ckpt, run_dir / "finetuned.pt")
-    return {"steps": cfg.max_steps, "seconds": time.perf_counter() - t0, "history": history,
-            "best_step": best.row["step"] if best.row else cfg.max_steps, "checkpoint": str(run_dir / "finetuned.pt")}
+def loss_stalled(losses: list[float], tolerance: float = 0.01) -> bool:
+    """True when the mean of the last quarter of `losses` is within `tolerance` (relative) of
+    the first quarter's, or higher: the first epoch taught the model nothing."""
+    q = max(1, len(losses) // 4)
+    first, last = sum(losses[:q]) / q, sum(losses[-q:]) / q
+    return last >= first * (1 - tolerance)
 
 
-class _Best:
-    """The evaluation with the highest `valid_<metric>` and a copy of its weights."""
+@dataclass
+class FinetuneState:
+    step: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0
 
-    def __init__(self, metric: str) -> None:
-        self.key = f"valid_{metric}" if metric else ""
-        self.row: Optional[dict[str, Any]] = None
-        self.state: Optional[dict[str, Tensor]] = None
 
-    def offer(self, row: dict[str, Any], model: nn.Module) -> None:
-        if not self.key:
-            return
-        if self.key not in row:
+class Finetuner:
+    """One fine-tuning run of `model` on `task` into `run_dir`; `train()` runs the loop."""
+
+    def __init__(self, cfg: FinetuneConfig, pretrain_cfg: PretrainConfig, model: EncoderWithHead, task: FinetuneTask,
+                 run_dir: str | Path, resume: bool = False, force: bool = False) -> None:
+        self.cfg, self.pretrain_cfg, self.model, self.task = cfg, pretrain_cfg, model, task
+        self.run_dir = Path(run_dir)
+        prepare_run_dir(self.run_dir, resume, force)
+        tc = cfg.train
+        per_epoch = task.num_batches() // tc.grad_accum
+        if per_epoch < 1:
+            raise ValueError(f"{task.num_batches()} training batches per epoch for train.grad_accum={tc.grad_accum}; "
+                             "need at least one update per epoch (lower train.batch_size or train.grad_accum)")
+        self.steps_per_epoch = per_epoch
+        self.total = tc.max_steps or tc.epochs * per_epoch
+        self.eval_every = tc.eval_every or per_epoch
+        self.ckpt_every = tc.ckpt_every or self.eval_every
+        self.metric = tc.select_metric or task.metric
+        self.device = resolve_device(tc.device)
+        self.bf16 = choose_bf16(tc.bf16, self.device)
+        self.model.to(self.device)
+        self.trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+        self.optimizer = torch.optim.AdamW(finetune_param_groups(model, tc.weight_decay, tc.layer_decay),
+                                           lr=tc.lr, betas=tc.betas, eps=tc.eps)
+        self.state, self.best, self.history, self.window = FinetuneState(), None, [], []
+        if resume:
+            self._restore(load_checkpoint(self.run_dir / LAST))
+        save_config(cfg, str(self.run_dir / "config.json"))
+        self.metrics = MetricLogger(self.run_dir)
+
+    # ------------------------------------------------------------------ checkpoints
+    def _checkpoint(self) -> dict[str, Any]:
+        s = self.state
+        return {"format": "data2vec-finetune-run", "version": __version__, "config": to_dict(self.cfg),
+                "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "state": {"step": s.step, "epoch": s.epoch, "batch_in_epoch": s.batch_in_epoch},
+                "best": self.best, "history": self.history, "window": self.window, "rng": rng_state()}
+
+    def _restore(self, ckpt: dict[str, Any]) -> None:
+        if ckpt.get("config") != to_dict(self.cfg):
+            raise ValueError(f"--resume: the fine-tuning config differs from the one saved in {self.run_dir / LAST}")
+        self.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.state = FinetuneState(**ckpt["state"])
+        self.best, self.history, self.window = ckpt["best"], list(ckpt["history"]), list(ckpt["window"])
+        set_rng_state(ckpt["rng"])
+        truncate_metrics(self.run_dir / "metrics.jsonl", self.state.step)
+        log.info("resumed %s at update %d", self.run_dir, self.state.step)
+
+    def export(self) -> dict[str, Any]:
+        """The fine-tuned model as a self-contained checkpoint (`load_finetuned` reads it)."""
+        return {"format": FORMAT, "version": __version__, "config": to_dict(self.cfg),
+                "pretrain_config": to_dict(self.pretrain_cfg), "head": to_dict(self.task.head),
+                "outputs": list(self.task.outputs), "model": self.model.state_dict()}
+
+    # ------------------------------------------------------------------ the loop
+    def _batches(self) -> Iterator[dict[str, Any]]:
+        s = self.state
+        while True:
+            for batch in self.task.batches(s.epoch, s.batch_in_epoch):
+                s.batch_in_epoch += 1
+                yield batch
+            s.epoch += 1
+            s.batch_in_epoch = 0
+
+    def _set_backbone_frozen(self, frozen: bool) -> None:
+        for name, p in self.model.named_parameters():
+            if not name.startswith("head."):
+                p.requires_grad_(not frozen and name in self.trainable)
+
+    def train_step(self, batches: Iterator[dict[str, Any]]) -> dict[str, float]:
+        """One update over `train.grad_accum` micro-batches."""
+        tc, s = self.cfg.train, self.state
+        lr = finetune_lr(s.step, tc, self.total)
+        set_lr(self.optimizer, lr)
+        self._set_backbone_frozen(s.step < tc.freeze_backbone_steps)
+        self.model.train()
+        # Dropout, drop path, augmentation and mixup draw from the global RNG: seeding it per
+        # update makes a resumed run draw exactly what the uninterrupted one did.
+        torch.manual_seed(tc.seed * 1_000_003 + s.step)
+        sums: dict[str, float] = {}
+        for micro in range(tc.grad_accum):
+            batch = next(batches)
+            g = torch.Generator().manual_seed((tc.seed * 1_000_003 + s.step) * 64 + micro)
+            with autocast(self.bf16, self.device):
+                loss, logs = self.task.loss(self.model, batch, g)
+            if loss is None:  # nothing readable in this micro-batch (counted by the task)
+                continue
+            backward(loss, tc.grad_accum)
+            for k, v in {"loss": loss.item(), **logs}.items():
+                sums[k] = sums.get(k, 0.0) + v / tc.grad_accum
+        grad_norm = clip_and_step(self.model.parameters(), self.optimizer, tc.clip_norm, s.step)
+        s.step += 1
+        return {**sums, "lr": lr, "grad_norm": grad_norm}
+
+    def evaluate(self, split: str) -> dict[str, float]:
+        self.model.eval()
+        with torch.no_grad(), autocast(self.bf16, self.device):
+            return self.task.evaluate(self.model, split)
+
+    def _offer_best(self, row: dict[str, Any]) -> None:
+        key = f"valid_{self.metric}"
+        if key not in row:
             found = sorted(k[len("valid_"):] for k in row if k.startswith("valid_"))
-            raise ValueError(f"select_metric={self.key[len('valid_'):]!r} is not computed; choose from {found}")
-        if self.row is None or row[self.key] > self.row[self.key]:
-            self.row = row
-            self.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            raise ValueError(f"train.select_metric={self.metric!r} is not computed for this task; choose from {found}")
+        sign = -1 if self.metric in LOWER_IS_BETTER else 1
+        if self.best is None or sign * row[key] > sign * self.best[key]:
+            self.best = row
+            save_atomic({"step": row["step"], "model": self.model.state_dict()}, self.run_dir / BEST)
 
-    def restore(self, model: nn.Module) -> None:
-        if self.state is not None:
-            model.load_state_dict(self.state)
+    def train(self, progress: bool = True) -> dict[str, Any]:
+        """Run to `self.total` updates; returns the results (also written to results.json)."""
+        tc, s = self.cfg.train, self.state
+        log.info("resolved fine-tuning config:\n%s", json.dumps(to_dict(self.cfg), indent=2))
+        batches, t0, window = self._batches(), time.perf_counter(), self.window
+        bar = tqdm(total=self.total, initial=s.step, disable=not progress, dynamic_ncols=True, desc="finetune")
+        try:
+            while s.step < self.total:
+                logs = self.train_step(batches)
+                window.append(logs.get("loss", float("nan")))
+                del window[:-max(self.eval_every, self.steps_per_epoch)]
+                bar.update(1)
+                if s.step == self.steps_per_epoch and loss_stalled(window):
+                    log.warning("the training loss did not move in the first epoch (%.4f -> %.4f): try a higher "
+                                "train.lr, a shorter train.warmup_frac or more train.epochs", window[0], window[-1])
+                if s.step % self.eval_every == 0 or s.step == self.total:
+                    row = {"step": s.step, "epoch": s.step / self.steps_per_epoch,
+                           "train_loss": sum(window[-self.eval_every:]) / len(window[-self.eval_every:]),
+                           **{f"valid_{k}": v for k, v in self.evaluate("valid").items()}}
+                    self.history.append(row)
+                    self._offer_best(row)
+                    logs.update({k: v for k, v in row.items() if k.startswith("valid_")})
+                    log.info("update %d: %s", s.step, {k: round(v, 4) for k, v in row.items()})
+                if s.step % tc.log_every == 0 or "valid_" + self.metric in logs:
+                    self.metrics.log(s.step, logs)
+                    bar.set_postfix(loss=f"{window[-1]:.4f}", lr=f"{logs['lr']:.2e}")
+                if s.step % self.ckpt_every == 0 or s.step == self.total:
+                    save_atomic(self._checkpoint(), self.run_dir / LAST)
+        finally:
+            bar.close()
+            self.metrics.close()
+        return self._finish(time.perf_counter() - t0)
+
+    def _finish(self, seconds: float) -> dict[str, Any]:
+        """Keep the best evaluation's weights, test them, write finetuned.pt and results.json."""
+        if self.best is not None and self.best["step"] != self.state.step:
+            self.model.load_state_dict(load_checkpoint(self.run_dir / BEST)["model"])
+        save_atomic(self.export(), self.run_dir / "finetuned.pt")
+        results: dict[str, Any] = {
+            "task": self.cfg.task, "init": self.cfg.init or f"random ({self.cfg.preset})", "metric": self.metric,
+            "updates": self.state.step, "updates_per_epoch": self.steps_per_epoch, "seconds_this_run": seconds,
+            "best_step": self.best["step"] if self.best else self.state.step,
+            "valid": {k[len("valid_"):]: v for k, v in (self.best or {}).items() if k.startswith("valid_")},
+            "history": self.history, "checkpoint": str(self.run_dir / "finetuned.pt"),
+        }
+        if getattr(self.task, "has_test", False):
+            results["test"] = self.evaluate("test")
+        (self.run_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+        return results
+
+
+def read_finetuned(path: str | Path) -> dict[str, Any]:
+    """The contents of a `finetuned.pt`, checked to be one."""
+    ckpt = load_checkpoint(path)
+    if ckpt.get("format") != FORMAT:
+        raise ValueError(f"{path} is not a data2vec fine-tuned model (data2vec finetune writes finetuned.pt)")
+    return ckpt
+
+
+def finetune_config_of(ckpt: dict[str, Any]) -> tuple[FinetuneConfig, PretrainConfig, HeadConfig]:
+    """(fine-tuning config, pretraining config, head config) saved in a `finetuned.pt`."""
+    from data2vec.recipes import list_recipes
+
+    list_recipes()  # registers every task's data kind
+    return (from_dict(FinetuneConfig, ckpt["config"]), from_dict(PretrainConfig, ckpt["pretrain_config"]),
+            HeadConfig(**ckpt["head"]))

@@ -1,59 +1,47 @@
-"""Text fine-tuning: sentence(-pair) classification/regression and token classification.
+"""Text fine-tuning tasks: sentence(-pair) classification or regression (`sentence`) and token
+classification (`token`).
 
 Follows fairseq's GLUE recipe for data2vec 2.0 (reference 3.3): inputs `<s> A </s>` or
 `<s> A </s></s> B </s>`, the first-token head, Adam (0.9, 0.98), weight decay 0.1, linear
-warm-up over 6% of the updates then linear decay to 0, no clipping. The model is evaluated on
-the validation split after every epoch; the best epoch's weights are tested. The loop is the
-generic one of `train.finetune` (`TextTask` is its task).
+warm-up over 6% of the updates then linear decay to 0, no clipping; the recipes hold the values.
 """
 
 from __future__ import annotations
 
-import logging
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from data2vec.algorithms.data2vec2 import init_bert_params
-from data2vec.config import PretrainConfig, from_dict, save_config, to_dict
+from data2vec.config import PretrainConfig, register_kind
 from data2vec.data.text_corpus import collate_tokens
-from data2vec.data.text_labeled import LabeledTexts, TokenLabeledTexts
+from data2vec.data.text_fortunes import FORTUNES_DIR, fortunes_classification
+from data2vec.data.text_labeled import LabeledTexts, TokenLabeledTexts, read_labeled, read_token_classification
 from data2vec.data.text_pretrain import check_tokenizer, text_tokenizer
 from data2vec.data.tokenizer import TextTokenizer
 from data2vec.eval.metrics import accuracy, classification_metrics, f1_score, regression_metrics
-from data2vec.heads.sequence import EncoderWithHead, FirstTokenHead
-from data2vec.heads.token import IGNORE, TokenHead, word_token_labels
-from data2vec.train.checkpoint import load_checkpoint
-from data2vec.train.finetune import FinetuneConfig, finetune
-from data2vec.train.pretrain import build_model, model_from_checkpoint, resolve_device
-
-log = logging.getLogger("data2vec")
-TASKS = ("classification", "regression", "token")
-Splits = dict[str, "LabeledTexts | TokenLabeledTexts"]
+from data2vec.heads.finetuned import HeadConfig
+from data2vec.heads.model import EncoderWithHead
+from data2vec.heads.token import IGNORE, word_token_labels
+from data2vec.train.finetune_config import FinetuneConfig, LabeledDataConfig
 
 
+@register_kind
 @dataclass(frozen=True)
-class TextFinetuneConfig:
-    task: str = "classification"  # classification | regression | token
-    init: str = "pretrained"  # pretrained | random (the same encoder from random weights: the baseline)
-    weights: str = "student"  # student | teacher weights of the checkpoint
-    lr: float = 2e-5
-    betas: tuple[float, float] = (0.9, 0.98)
-    eps: float = 1e-6
-    weight_decay: float = 0.1
-    warmup_frac: float = 0.06
-    epochs: int = 10
-    batch_size: int = 16
+class TextLabeledData(LabeledDataConfig):
+    kind: str = "text"
+    train: str = ""  # TSV/CSV/JSONL (GLUE layout), or CoNLL for task=token
+    valid: str = ""
+    test: str = ""  # scored once, with the selected weights
+    fortunes: bool = False  # the built-in quote -> category task instead of files
+    text_columns: tuple[str, ...] = ("sentence",)  # one or two (header names, JSONL keys or 0-based indices)
+    label_column: str = "label"
+    header: bool = True  # TSV/CSV files start with a header line
+    regression: bool = False  # task=sentence: a real-valued target (STS-B) instead of classes
     max_len: int = 512  # tokens per example incl. specials; capped at the model's max_positions
-    head_dropout: float = 0.0  # fairseq pooler_dropout
-    metric: str = ""  # validation metric that picks the best epoch; "" = accuracy / pearson_spearman
-    seed: int = 1
-    device: str = "auto"
+    tokenizer: str = ""  # tokenizer.json or folder ("": the one the model was pretrained with)
 
 
 # --------------------------------------------------------------------------- encoding
@@ -97,7 +85,8 @@ def encode_words(tokenizer: TextTokenizer, sentence: list[str], labels: list[int
 
 def encode_split(tokenizer: TextTokenizer, data: LabeledTexts | TokenLabeledTexts, task: str,
                  max_len: int) -> list[tuple[list[int], Any]]:
-    """(token ids, target) per example: a class id, a float, or a per-token label list."""
+    """(token ids, target) per example: a class id, a float, or a per-token label list.
+    `task`: classification, regression or token."""
     if task == "token":
         if not isinstance(data, TokenLabeledTexts):
             raise ValueError("task=token needs word-labeled data (read_token_classification)")
@@ -119,131 +108,130 @@ def collate(items: list[tuple[list[int], Any]], pad_id: int, task: str) -> dict[
     return batch
 
 
-# --------------------------------------------------------------------------- model
-def num_outputs(task: str, train: LabeledTexts | TokenLabeledTexts) -> int:
-    return 1 if task == "regression" else len(train.label_names)
+def _column(c: str) -> str | int:
+    return int(c) if c.isdigit() else c
 
 
-def build_text_model(checkpoint: str | Path, cfg: TextFinetuneConfig, outputs: int) -> tuple[EncoderWithHead, PretrainConfig]:
-    """The checkpoint's encoder (pretrained or re-initialized) with a fresh task head."""
-    ckpt = load_checkpoint(checkpoint)
-    pre = from_dict(PretrainConfig, ckpt["config"])
-    if pre.model.input.kind != "text":
-        raise ValueError(f"{checkpoint}: a {pre.model.input.kind!r} model, not a text model")
-    torch.manual_seed(cfg.seed)
-    if cfg.init == "pretrained":
-        model = model_from_checkpoint(ckpt, cfg.weights, path=str(checkpoint))
-    elif cfg.init == "random":
-        model = build_model(pre.model)
-    else:
-        raise ValueError(f"init must be 'pretrained' or 'random', got {cfg.init!r}")
-    dim = pre.model.encoder.dim
-    head = TokenHead(dim, outputs, cfg.head_dropout) if cfg.task == "token" else FirstTokenHead(dim, outputs, cfg.head_dropout)
-    head.apply(init_bert_params)  # as fairseq's heads
-    return EncoderWithHead(model.modality, model.encoder, head), pre
-
-
-def task_loss(out: Tensor, target: Tensor, task: str) -> Tensor:
-    """Cross-entropy (per sentence or per scored token) or MSE for regression."""
-    if task == "regression":
-        return F.mse_loss(out[:, 0].float(), target)
+def read_splits(d: TextLabeledData, task: str) -> dict[str, LabeledTexts | TokenLabeledTexts]:
+    """The labeled splits of `d` (label names fixed by the training file)."""
+    kind = "regression" if d.regression else "classification"
+    if d.fortunes:
+        if task != "sentence" or d.regression:
+            raise ValueError("data.fortunes is a sentence classification task")
+        return fortunes_classification(FORTUNES_DIR)
+    if not d.train or not d.valid:
+        raise ValueError("give data.train=... and data.valid=... files (or data.fortunes=true)")
+    files = {"train": d.train, "valid": d.valid, **({"test": d.test} if d.test else {})}
     if task == "token":
-        return F.cross_entropy(out.flatten(0, 1).float(), target.flatten(), ignore_index=IGNORE)
-    return F.cross_entropy(out.float(), target)
+        train = read_token_classification(files["train"])
+        return {k: train if k == "train" else read_token_classification(f, train.label_names) for k, f in files.items()}
+    cols, label = [_column(c) for c in d.text_columns], _column(d.label_column)
+    train = read_labeled(files["train"], cols, label, task=kind, header=d.header)
+    return {k: train if k == "train" else read_labeled(f, cols, label, task=kind, labels=train.label_names,
+                                                       header=d.header) for k, f in files.items()}
 
 
-@torch.no_grad()
-def evaluate(model: EncoderWithHead, items: list, cfg: TextFinetuneConfig, pad_id: int, classes: int,
-             device: torch.device) -> dict[str, float]:
-    """Metrics of `model` on encoded examples: accuracy/F1/MCC, Pearson/Spearman, or word accuracy/F1."""
-    model.eval()
-    preds, targets = [], []
-    for i in range(0, len(items), cfg.batch_size):
-        batch = collate(items[i:i + cfg.batch_size], pad_id, cfg.task)
-        out = model(batch["tokens"].to(device), batch["padding_mask"].to(device)).float().cpu()
-        t = batch["target"]
-        if cfg.task == "token":
-            keep = t != IGNORE
-            out, t = out[keep], t[keep]
-        preds.append(out[:, 0] if cfg.task == "regression" else out.argmax(-1))
-        targets.append(t)
-    p, t = torch.cat(preds), torch.cat(targets)
-    if cfg.task == "regression":
-        return regression_metrics(p, t)
-    if cfg.task == "token":
-        return {"accuracy": accuracy(p, t), "f1": f1_score(p, t, classes, average="macro")}
-    return classification_metrics(p, t, classes)
+def collate(items: list[tuple[list[int], Any]], pad_id: int, kind: str) -> dict[str, Tensor]:
+    batch = collate_tokens([ids for ids, _ in items], pad_id)
+    targets = [y for _, y in items]
+    if kind == "token":
+        batch["target"] = collate_tokens(targets, IGNORE)["tokens"]
+    else:
+        batch["target"] = torch.tensor(targets, dtype=torch.float32 if kind == "regression" else torch.long)
+    return batch
+
+
+def task_loss(out: Tensor, target: Tensor, kind: str, label_smoothing: float = 0.0) -> Tensor:
+    """Cross-entropy (per sentence or per scored token) or MSE for regression."""
+    if kind == "regression":
+        return F.mse_loss(out[:, 0].float(), target)
+    if kind == "token":
+        return F.cross_entropy(out.flatten(0, 1).float(), target.flatten(), ignore_index=IGNORE,
+                               label_smoothing=label_smoothing)
+    return F.cross_entropy(out.float(), target, label_smoothing=label_smoothing)
+
+
+def load_tokenizer(d: TextLabeledData, pre: PretrainConfig) -> TextTokenizer:
+    tokenizer = TextTokenizer.load(d.tokenizer) if d.tokenizer else text_tokenizer(pre.data, pre.model.input)
+    check_tokenizer(tokenizer, pre.model.input)
+    return tokenizer
 
 
 class TextTask:
     """`FinetuneTask` over encoded examples: shuffled full batches per epoch, the task loss,
-    and validation metrics."""
+    and validation metrics (accuracy/F1/MCC, Pearson/Spearman, or word accuracy/F1)."""
 
-    def __init__(self, cfg: TextFinetuneConfig, encoded: dict[str, list], pad_id: int, classes: int) -> None:
-        self.cfg, self.encoded, self.pad_id, self.classes = cfg, encoded, pad_id, classes
+    def __init__(self, cfg: FinetuneConfig, pre: PretrainConfig) -> None:
+        d = cfg.data
+        if not isinstance(d, TextLabeledData):
+            raise ValueError(f"task={cfg.task} needs data.kind=text, got {d.kind!r}")
+        self.cfg = cfg
+        self.kind = "token" if cfg.task == "token" else "regression" if d.regression else "classification"
+        splits = read_splits(d, cfg.task)
+        self.tokenizer = load_tokenizer(d, pre)
+        self.max_len = min(d.max_len, pre.model.input.max_positions)
+        self.encoded = {k: encode_split(self.tokenizer, v, self.kind, self.max_len) for k, v in splits.items()}
+        self.has_test = "test" in splits
+        train = splits["train"]
+        self.outputs = [] if self.kind == "regression" else list(train.label_names)
+        self.classes = len(self.outputs)
+        self.metric = "pearson_spearman" if self.kind == "regression" else "accuracy"
+        self.head = HeadConfig("token_classification" if self.kind == "token" else "sequence_classification",
+                               max(1, self.classes), dropout=cfg.model.head_dropout)
 
-    def batches(self, epoch: int) -> Iterator[dict[str, Tensor]]:
-        items, bs = self.encoded["train"], self.cfg.batch_size
-        order = torch.randperm(len(items), generator=torch.Generator().manual_seed(self.cfg.seed * 1009 + epoch)).tolist()
+    def sizes(self) -> dict[str, int]:
+        return {k: len(v) for k, v in self.encoded.items()}
+
+    def num_batches(self) -> int:
+        return max(1, len(self.encoded["train"]) // self.cfg.train.batch_size)
+
+    def batches(self, epoch: int, start: int) -> Iterator[dict[str, Tensor]]:
+        items, bs = self.encoded["train"], self.cfg.train.batch_size
+        order = torch.randperm(len(items), generator=torch.Generator().manual_seed(self.cfg.train.seed * 1009 + epoch)).tolist()
         # Full batches only (the last partial one is dropped); a set smaller than a batch is one batch.
-        for b in range(0, max(len(order) - bs, 0) + 1, bs):
-            yield collate([items[i] for i in order[b:b + bs]], self.pad_id, self.cfg.task)
+        for b in range(start, self.num_batches()):
+            yield collate([items[i] for i in order[b * bs:(b + 1) * bs]], self.tokenizer.pad, self.kind)
 
-    def loss(self, model: EncoderWithHead, batch: dict[str, Tensor], generator: torch.Generator) -> tuple[Tensor, dict]:
+    def loss(self, model: EncoderWithHead, batch: dict[str, Tensor], generator: torch.Generator):
         dev = next(model.parameters()).device
         out = model(batch["tokens"].to(dev), batch["padding_mask"].to(dev))
-        return task_loss(out, batch["target"].to(dev), self.cfg.task), {}
+        return task_loss(out, batch["target"].to(dev), self.kind, self.cfg.train.label_smoothing), {}
 
-    def evaluate(self, model: EncoderWithHead, split: str = "valid") -> dict[str, float]:
-        return evaluate(model, self.encoded[split], self.cfg, self.pad_id, self.classes, next(model.parameters()).device)
+    def evaluate(self, model: EncoderWithHead, split: str) -> dict[str, float]:
+        dev, preds, targets, items = next(model.parameters()).device, [], [], self.encoded[split]
+        for i in range(0, len(items), self.cfg.train.batch_size):
+            batch = collate(items[i:i + self.cfg.train.batch_size], self.tokenizer.pad, self.kind)
+            out = model(batch["tokens"].to(dev), batch["padding_mask"].to(dev)).float().cpu()
+            t = batch["target"]
+            if self.kind == "token":
+                keep = t != IGNORE
+                out, t = out[keep], t[keep]
+            preds.append(out[:, 0] if self.kind == "regression" else out.argmax(-1))
+            targets.append(t)
+        p, t = torch.cat(preds), torch.cat(targets)
+        if self.kind == "regression":
+            return regression_metrics(p, t)
+        if self.kind == "token":
+            return {"accuracy": accuracy(p, t), "f1": f1_score(p, t, self.classes, average="macro")}
+        return classification_metrics(p, t, self.classes)
 
 
-def optim_config(cfg: TextFinetuneConfig, train_examples: int, metric: str) -> FinetuneConfig:
-    """The generic loop's settings for fairseq's GLUE recipe: an evaluation every epoch, linear
-    warm-up and decay, no clipping, no frozen warm-up, the best epoch's weights kept."""
-    steps_per_epoch = max(1, train_examples // cfg.batch_size)
-    return FinetuneConfig(lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, weight_decay=cfg.weight_decay,
-                          max_steps=steps_per_epoch * cfg.epochs, schedule="linear", warmup_frac=cfg.warmup_frac,
-                          freeze_backbone_steps=0, clip_norm=0.0, eval_every=steps_per_epoch, select_metric=metric,
-                          log_every=steps_per_epoch, seed=cfg.seed, device=cfg.device)
-
-
-def finetune_text(checkpoint: str | Path, splits: Splits, cfg: TextFinetuneConfig,
-                  tokenizer: Optional[TextTokenizer] = None, out_dir: Optional[str | Path] = None) -> dict[str, Any]:
-    """Fine-tune the text encoder of `checkpoint` on splits "train", "valid" (and "test").
-
-    Returns per-epoch validation metrics, the best epoch (by `cfg.metric`) and its validation
-    and test metrics. With `out_dir`, writes `finetuned.pt` (best weights, both configs, label
-    names), `metrics.jsonl` and `finetune_config.json` there.
-    """
-    if cfg.task not in TASKS:
-        raise ValueError(f"task must be one of {TASKS}, got {cfg.task!r}")
-    if "train" not in splits or "valid" not in splits:
-        raise ValueError("fine-tuning needs 'train' and 'valid' splits")
-    outputs = num_outputs(cfg.task, splits["train"])
-    model, pre = build_text_model(checkpoint, cfg, outputs)
-    tokenizer = tokenizer or text_tokenizer(pre.data, pre.model.input)
-    check_tokenizer(tokenizer, pre.model.input)
-    max_len = min(cfg.max_len, pre.model.input.max_positions)
-    encoded = {k: encode_split(tokenizer, v, cfg.task, max_len) for k, v in splits.items()}
-    metric = cfg.metric or ("pearson_spearman" if cfg.task == "regression" else "accuracy")
-    task = TextTask(cfg, encoded, tokenizer.pad, outputs)
-    optim = optim_config(cfg, len(encoded["train"]), metric)
-    model.to(resolve_device(cfg.device))
-    label_names = splits["train"].label_names if cfg.task != "regression" else None
-    extra = {"pretrain_config": to_dict(pre), "finetune_config": to_dict(cfg), "label_names": label_names}
-    with tempfile.TemporaryDirectory() as scratch:
-        run_dir = Path(out_dir) if out_dir is not None else Path(scratch)
-        summary = finetune(model, task, optim, run_dir, lambda: extra)
-        if out_dir is not None:
-            save_config(cfg, str(run_dir / "finetune_config.json"))
-    epochs = {row["step"]: i + 1 for i, row in enumerate(summary["history"])}
-    history = [{"epoch": epochs[r["step"]], "train_loss": r["train_loss"],
-                **{k[len("valid_"):]: v for k, v in r.items() if k.startswith("valid_")}} for r in summary["history"]]
-    best = history[epochs[summary["best_step"]] - 1]
-    result = {"task": cfg.task, "init": cfg.init, "metric": metric, "history": history, "best_epoch": best["epoch"],
-              "valid": {k: v for k, v in best.items() if k not in ("epoch", "train_loss")},
-              "seconds": summary["seconds"], "train_examples": len(encoded["train"])}
-    if "test" in encoded:
-        result["test"] = task.evaluate(model, "test")
-    return result
+@torch.no_grad()
+def predict_texts(model: EncoderWithHead, cfg: FinetuneConfig, pre: PretrainConfig, outputs: Sequence[str],
+                  lines: Sequence[str]) -> list[str]:
+    """The label of each text line (a tab separates the two texts of a pair); a number for
+    regression; for task=token, one label per whitespace-separated word."""
+    tokenizer, max_len = load_tokenizer(cfg.data, pre), min(cfg.data.max_len, pre.model.input.max_positions)
+    dev, out = next(model.parameters()).device, []
+    for line in lines:
+        if cfg.task == "token":
+            words = line.split()
+            ids, labels = encode_words(tokenizer, words, [0] * len(words), max_len)
+            logits = model(torch.tensor([ids], device=dev))[0]
+            first = [i for i, y in enumerate(labels) if y != IGNORE]
+            out.append(" ".join(outputs[int(logits[i].argmax())] for i in first))
+            continue
+        ids = encode_sentences(tokenizer, [tuple(line.split("\t"))], max_len)[0]
+        logits = model(torch.tensor([ids], device=dev))[0]
+        out.append(f"{float(logits[0]):.4f}" if not outputs else outputs[int(logits.argmax())])
+    return out

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import shutil
 import time
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from data2vec.train.logging import MetricLogger, truncate_metrics
 from data2vec.train.optim import build_optimizer
 from data2vec.train.precision import autocast, choose_bf16
 from data2vec.train.schedules import learning_rate
+from data2vec.train.step import backward, clip_gradients, optimizer_step, set_lr
 
 log = logging.getLogger("data2vec")
 LAST = "checkpoints/last.pt"
@@ -272,8 +272,7 @@ class Trainer:
         """
         tc, s, W = self.cfg.train, self.state, self.dist.world_size
         lr = learning_rate(s.step, tc.lr, tc.min_lr, tc.schedule, tc.warmup_steps, tc.hold_steps, tc.max_steps)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
+        set_lr(self.optimizer, lr)
         self.model.train()
         amp = autocast(self.bf16, self.device)
         sums: dict[str, Any] = {}
@@ -292,16 +291,13 @@ class Trainer:
             with distributed.sync_gradients(self.student, micro == self.accum - 1):
                 with amp:
                     out = self.student(batch, self.teacher, gen, s.step)
-                (out.loss / self.accum).backward()
+                backward(out.loss, self.accum)
             for k, v in out.logs.items():
                 sums[k] = sums.get(k, 0.0) + v / self.accum
             samples += int(batch[self.model.modality.input_key].shape[0])
-        params = [p for p in self.model.parameters() if p.grad is not None]
-        grad_norm = torch.nn.utils.clip_grad_norm_(params, tc.clip_norm if tc.clip_norm > 0 else math.inf)
-        grad_norm = distributed.full_tensor(grad_norm)
+        grad_norm = distributed.full_tensor(clip_gradients(self.model.parameters(), tc.clip_norm))
         self._flag_nonfinite(grad_norm, s.step)
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
+        optimizer_step(self.optimizer)
         s.step += 1
         self._advance()
         decay = self.teacher.update(self.model, s.step)  # the teacher follows the student

@@ -35,11 +35,16 @@ def test_sentence_pair_tsv_end_to_end(ckpt, capsys):
         rows.append((a, b, "same" if a == b else "different"))
     train = _pairs(root / "train.tsv", rows)
     code = main(["finetune-text", "--checkpoint", path, "--train", train, "--valid", train, "--test", train,
-                 "--text-columns", "a", "b", "--out", str(root / "ft"), "epochs=1", "batch_size=8"])
+                 "--text-columns", "a", "b", "--out", str(root / "ft"), "train.epochs=1", "train.batch_size=8"])
     assert code == 0
     result = json.loads((root / "ft" / "results.json").read_text())
-    assert set(result["test"]) == {"accuracy", "f1", "mcc"} and result["train_examples"] == 40
+    assert set(result["test"]) == {"accuracy", "f1", "mcc"} and result["updates"] == 5
     assert "test accuracy" in capsys.readouterr().out
+    (root / "lines.txt").write_text("red\tred\nblue\tgreen\n")
+    assert main(["predict", "--checkpoint", str(root / "ft" / "finetuned.pt"), str(root / "lines.txt")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.rsplit("\t", 1)[0] for line in lines] == ["red\tred", "blue\tgreen"]
+    assert all(line.rsplit("\t", 1)[1] in ("same", "different") for line in lines)
 
 
 def test_bad_rows_name_the_line(ckpt, capsys):
@@ -58,6 +63,6 @@ def test_bad_rows_name_the_line(ckpt, capsys):
 
 def test_wrong_checkpoint_or_missing_files(ckpt, capsys):
     root, path = ckpt
-    assert main(["finetune-text", "--checkpoint", path]) == 2
-    assert "--train and --valid" in capsys.readouterr().err
+    assert main(["finetune-text", "--checkpoint", path, "--out", str(root / "none")]) == 2
+    assert "data.train=... and data.valid=..." in capsys.readouterr().err
     assert main(["finetune-text", "--checkpoint", str(root / "nope.pt"), "--fortunes"]) == 2

@@ -1,65 +1,169 @@
-"""The generic fine-tuning loop with a toy task: schedule, warm-up freeze, frozen parameters."""
+"""The one fine-tuning loop on image classification at tiny size: learning, exact resume,
+bf16, gradient accumulation, layer-wise lr decay, schedules, the stalled-loss warning."""
 
+import json
+import logging
+
+import numpy as np
 import pytest
 import torch
-from torch import nn
+from PIL import Image
 
+from data2vec.config import apply_overrides
+from data2vec.recipes import get_recipe
 from data2vec.train.checkpoint import load_checkpoint
-from data2vec.train.finetune import FinetuneConfig, FinetuneModel, finetune, tri_stage_lr
+from data2vec.train.finetune import Finetuner, block_index, finetune_lr, finetune_param_groups, loss_stalled
+from data2vec.train.finetune_config import FinetuneTrainConfig
+from data2vec.train.finetune_image import stratified_split
+from data2vec.train.finetune_run import build_run, load_finetuned, run_finetune
 
 
-def test_tri_stage_lr():
-    lr = lambda s: tri_stage_lr(s, 1.0, 100, 0.1, 0.4, 0.05)  # noqa: E731
-    assert lr(0) == pytest.approx(0.01)
-    assert lr(5) == pytest.approx(0.01 + 0.99 * 0.5)
-    assert lr(10) == lr(49) == 1.0
-    assert lr(75) == pytest.approx(0.05**0.5)
-    assert lr(100) == pytest.approx(0.05)
+@pytest.fixture(scope="module")
+def stripes(tmp_path_factory):
+    """A folder of 28x28 grayscale PNGs in three classes: horizontal stripes, vertical stripes, blobs."""
+    root = tmp_path_factory.mktemp("stripes")
+    rng = np.random.default_rng(0)
+    for cls in ("horizontal", "vertical", "blank"):
+        (root / cls).mkdir()
+        for i in range(40):
+            img = rng.normal(60, 20, (28, 28))
+            phase = int(rng.integers(0, 4))
+            if cls == "horizontal":
+                img[phase::4] += 150
+            elif cls == "vertical":
+                img[:, phase::4] += 150
+            Image.fromarray(img.clip(0, 255).astype(np.uint8)).save(root / cls / f"{i}.png")
+    return root
 
 
-class ToyTask:
-    """Regress y = 3x with backbone Linear -> head Linear."""
-
-    def __init__(self):
-        g = torch.Generator().manual_seed(0)
-        self.x = torch.randn(64, 4, generator=g)
-        self.y = 3 * self.x.sum(1, keepdim=True)
-
-    def batches(self, epoch):
-        for i in range(0, 64, 16):
-            yield {"x": self.x[i : i + 16], "y": self.y[i : i + 16]}
-
-    def loss(self, model, batch, generator):
-        loss = ((model.head(model.backbone(batch["x"])) - batch["y"]) ** 2).mean()
-        return loss, {}
-
-    def evaluate(self, model):
-        with torch.no_grad():
-            return {"mse": ((model.head(model.backbone(self.x)) - self.y) ** 2).mean().item()}
+def _cfg(stripes, *extra):
+    return apply_overrides(get_recipe("image_tiny"), [
+        f"data.train={stripes}", "data.test=", "data.valid_size=30", "data.label_frac=1.0", "train.device=cpu",
+        *extra])
 
 
-def test_loop_freezes_the_backbone_for_the_warm_up_and_keeps_frozen_parts_frozen(tmp_path, monkeypatch):
-    backbone = nn.Sequential(nn.Linear(4, 8), nn.Linear(8, 8))
-    backbone[0].requires_grad_(False)  # like the frozen conv feature extractor
-    model = FinetuneModel(backbone, nn.Linear(8, 1))
-    first, second = backbone[0].weight.clone(), backbone[1].weight.clone()
-    snapshots = []
-    task = ToyTask()
-    orig = task.loss
+def test_image_finetuning_learns_and_writes_a_loadable_model(stripes, tmp_path):
+    cfg = _cfg(stripes, "train.epochs=6", "train.lr=3e-3", "data.mixup=0", "data.cutmix=0", "data.randaug_magnitude=0",
+               "train.eval_every=6", f"data.test={stripes}")
+    results = run_finetune(cfg, tmp_path / "run", progress=False)
+    accs = [row["valid_accuracy"] for row in results["history"]]
+    assert max(accs) > 60, accs  # chance: 33%
+    assert results["valid"]["accuracy"] == max(accs)  # the best evaluation's weights are kept
+    on_disk = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert on_disk["test"]["accuracy"] == results["test"]["accuracy"] and on_disk["updates"] == 6 * 5
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert rows[-1]["step"] == 30 and "valid_accuracy" in rows[-1]
+    assert any((tmp_path / "run" / "tensorboard").iterdir())
+    model, loaded, pre, outputs = load_finetuned(tmp_path / "run" / "finetuned.pt")
+    assert loaded == cfg and outputs == ["blank", "horizontal", "vertical"] and not model.training
+    assert not any(k.startswith("decoder") for k in model.state_dict())
 
-    def spy(model_, batch, g):
-        snapshots.append(backbone[1].weight.clone())
-        return orig(model_, batch, g)
 
-    monkeypatch.setattr(task, "loss", spy)
-    cfg = FinetuneConfig(lr=1e-2, max_steps=30, warmup_frac=0.0, hold_frac=1.0, freeze_backbone_steps=5,
-                         eval_every=10, log_every=5, weight_decay=0.0)
-    summary = finetune(model, task, cfg, tmp_path, lambda: {"outputs": ["a"]})
-    assert all(torch.equal(s, second) for s in snapshots[:6])  # unchanged through the warm-up
-    assert not torch.equal(backbone[1].weight, second)  # trained afterwards
-    assert torch.equal(backbone[0].weight, first) and not backbone[0].weight.requires_grad
-    mses = [h["valid_mse"] for h in summary["history"]]
-    assert len(mses) == 3 and mses[-1] < mses[0]
-    ck = load_checkpoint(tmp_path / "finetuned.pt")
-    assert ck["format"] == "data2vec-finetune-checkpoint" and ck["outputs"] == ["a"]
-    assert (tmp_path / "metrics.jsonl").read_text().count("\n") == 6
+def test_resume_mid_run_is_exact(stripes, tmp_path, monkeypatch):
+    # Augmentation, mixup/cutmix, drop path and label smoothing all on: every random draw must repeat.
+    cfg = _cfg(stripes, "train.epochs=2", "train.ckpt_every=3", "train.eval_every=4")
+    full = run_finetune(cfg, tmp_path / "full", progress=False)
+    calls = {"n": 0}
+    original = Finetuner.train_step
+
+    def crash_after_five(self, batches):
+        calls["n"] += 1
+        if calls["n"] == 6:
+            raise KeyboardInterrupt
+        return original(self, batches)
+
+    monkeypatch.setattr(Finetuner, "train_step", crash_after_five)
+    with pytest.raises(KeyboardInterrupt):
+        run_finetune(cfg, tmp_path / "cut", progress=False)
+    monkeypatch.setattr(Finetuner, "train_step", original)
+    assert load_checkpoint(tmp_path / "cut" / "checkpoints" / "last.pt")["state"]["step"] == 3
+    resumed = run_finetune(cfg, tmp_path / "cut", resume=True, progress=False)
+    assert resumed["history"] == full["history"]
+    a, b = (load_checkpoint(tmp_path / d / "finetuned.pt")["model"] for d in ("full", "cut"))
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    steps = [json.loads(line)["step"] for line in (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == sorted(set(steps))  # rows logged after the checkpoint were dropped, not repeated
+
+
+def test_gradient_accumulation_matches_one_big_batch(stripes, tmp_path):
+    # No augmentation randomness in the model: dropout/drop path off, so 2 x 4 == 1 x 8 up to rounding.
+    common = ["model.drop_path=0", "data.mixup=0", "data.cutmix=0", "train.max_steps=1", "train.label_smoothing=0",
+              "train.clip_norm=0", "train.warmup_frac=0"]
+    weights = []
+    for i, extra in enumerate((["train.batch_size=8", "train.grad_accum=1"], ["train.batch_size=4", "train.grad_accum=2"])):
+        cfg = _cfg(stripes, *common, *extra)
+        pre, model, task = build_run(cfg)
+        task.train_set.transform = task.eval_sets["valid"].dataset.transform  # deterministic inputs
+        tuner = Finetuner(cfg, pre, model, task, tmp_path / str(i))
+        tuner.train_step(tuner._batches())
+        weights.append({k: v.clone() for k, v in model.state_dict().items()})
+    for k in weights[0]:
+        torch.testing.assert_close(weights[0][k], weights[1][k], atol=2e-6, rtol=1e-4)
+
+
+def test_bf16_autocast_runs_the_forward_in_bfloat16(stripes, tmp_path):
+    cfg = _cfg(stripes, "train.bf16=true", "train.max_steps=2")
+    pre, model, task = build_run(cfg)
+    seen = []
+    model.encoder.blocks[0].register_forward_hook(lambda m, i, o: seen.append(o[0].dtype))
+    tuner = Finetuner(cfg, pre, model, task, tmp_path / "bf16")
+    before = model.head.head.weight.detach().clone()
+    logs = tuner.train_step(tuner._batches())
+    assert seen and seen[0] == torch.bfloat16
+    assert np.isfinite(logs["loss"]) and not torch.equal(before, model.head.head.weight)
+    assert model.head.head.weight.dtype == torch.float32  # master weights stay fp32
+    assert 0 <= tuner.evaluate("valid")["accuracy"] <= 100
+
+
+def test_layer_decay_scales_blocks_only(stripes):
+    cfg = _cfg(stripes, "train.layer_decay=0.5")
+    _, model, _ = build_run(cfg)
+    n = len(model.modality.context_encoder.blocks) + len(model.encoder.blocks)
+    assert block_index("modality.context_encoder.blocks.0.attn.qkv.weight", 1) == 1
+    assert block_index(f"encoder.blocks.{n - 2}.mlp.fc1.weight", 1) == n
+    assert block_index("head.head.weight", 1) is None and block_index("modality.local_encoder.proj.weight", 1) is None
+    groups = finetune_param_groups(model, 0.05, 0.5)
+    scale = {id(p): g["lr_scale"] for g in groups for p in g["params"]}
+    params = dict(model.named_parameters())
+    assert scale[id(params["modality.context_encoder.blocks.0.attn.qkv.weight"])] == 0.5 ** n
+    assert scale[id(params[f"encoder.blocks.{n - 2}.attn.qkv.weight"])] == 0.5
+    assert scale[id(params["head.head.weight"])] == scale[id(params["modality.extra_tokens"])] == 1.0
+    decay = {id(p): g["weight_decay"] for g in groups for p in g["params"]}
+    assert decay[id(params["head.head.bias"])] == 0.0 and decay[id(params["head.head.weight"])] == 0.05
+
+
+def test_schedules_stall_check_and_stratified_split():
+    tc = FinetuneTrainConfig(lr=1.0, min_lr=0.1, warmup_frac=0.1)
+    assert finetune_lr(0, tc, 100) == pytest.approx(0.1) and finetune_lr(9, tc, 100) == pytest.approx(1.0)
+    assert finetune_lr(100, tc, 100) == pytest.approx(0.1)
+    lin = FinetuneTrainConfig(lr=1.0, schedule="linear", warmup_frac=0.1)
+    assert finetune_lr(55, lin, 100) == pytest.approx(0.5)
+    tri = FinetuneTrainConfig(lr=1.0, min_lr=0.05, schedule="tri_stage", warmup_frac=0.1, hold_frac=0.4)
+    assert finetune_lr(30, tri, 100) == 1.0 and finetune_lr(100, tri, 100) == pytest.approx(0.05)
+    with pytest.raises(ValueError, match="train.schedule"):
+        finetune_lr(0, FinetuneTrainConfig(schedule="step"), 10)
+    assert loss_stalled([1.79, 1.80, 1.79, 1.80]) and not loss_stalled([1.8, 1.5, 1.2, 0.9])
+    labels = [0] * 50 + [1] * 30 + [2] * 20
+    taken, rest = stratified_split(labels, 0.1, 0)
+    assert sorted(labels[i] for i in taken) == [0] * 5 + [1] * 3 + [2] * 2 and len(rest) == 90
+    held, _ = stratified_split(labels, 20, 1)
+    assert len(held) == 20 and stratified_split(labels, 20, 1)[0] == held
+
+
+def test_a_stalled_first_epoch_warns(stripes, tmp_path, caplog):
+    cfg = _cfg(stripes, "train.lr=1e-9", "train.epochs=1", "data.mixup=0", "data.cutmix=0")
+    with caplog.at_level(logging.WARNING, logger="data2vec"):
+        run_finetune(cfg, tmp_path / "stall", progress=False)
+    assert "did not move in the first epoch" in caplog.text and "train.lr" in caplog.text
+
+
+def test_bad_settings_are_clear_errors(stripes, tmp_path):
+    with pytest.raises(ValueError, match="select_metric"):
+        run_finetune(_cfg(stripes, "train.max_steps=1", "train.select_metric=wer"), tmp_path / "a", progress=False)
+    with pytest.raises(ValueError, match="label_frac"):
+        build_run(_cfg(stripes, "data.label_frac=0"))
+    with pytest.raises(ValueError, match="needs a"):
+        build_run(_cfg(stripes, "preset=data2vec2_text_tiny"))
+    with pytest.raises(ValueError, match="no labels"):
+        build_run(_cfg(stripes, f"data.train={stripes / 'blank'}"))

@@ -1,5 +1,5 @@
 """Speech fine-tuning on real synthesized speech: CTC on a tiny labeled set, classification,
-initialization from a pretraining checkpoint."""
+initialization from a pretraining checkpoint, layer-wise lr decay."""
 
 import pytest
 import torch
@@ -7,8 +7,10 @@ import torch
 from data2vec.config import apply_overrides
 from data2vec.data.audio import read_manifest, write_manifest
 from data2vec.presets import get_preset
+from data2vec.recipes import get_recipe
 from data2vec.train.checkpoint import load_checkpoint
-from data2vec.train.finetune_audio import backbone_config, build_backbone, load_finetuned, recipe, run_speech_finetune, transcribe
+from data2vec.train.finetune_audio import transcribe
+from data2vec.train.finetune_run import build_run, load_finetuned, run_finetune
 from data2vec.train.pretrain import pretrain
 
 
@@ -27,23 +29,25 @@ def subset(corpus, out, n, ext="ltr"):
     return out / "tiny.tsv"
 
 
-def _cfg(manifest, *extra):
-    return apply_overrides(recipe("ctc_small"), [
-        f"train_manifest={manifest}", f"valid_manifest={manifest}", "preset=data2vec2_audio_tiny",
-        "mask_prob=0", "mask_channel_prob=0", "batch_size=8", "max_samples_per_batch=400000", *extra])
+def _cfg(manifest, recipe="ctc_small", *extra):
+    return apply_overrides(get_recipe(recipe), [
+        f"data.train={manifest}", f"data.valid={manifest}", "preset=data2vec2_audio_tiny", "model.mask_prob=0",
+        "model.mask_channel_prob=0", "train.batch_size=8", "data.max_samples_per_batch=400000", "train.device=cpu",
+        *extra])
 
 
 def test_ctc_finetuning_on_a_tiny_labeled_set_lowers_cer(corpus, tmp_path):
     tiny = subset(corpus, tmp_path, 6)
-    cfg = _cfg(tiny, "optim.max_steps=90", "optim.eval_every=30", "optim.lr=5e-3", "optim.freeze_backbone_steps=0",
-               "optim.warmup_frac=0.05", "optim.hold_frac=0.8", "freeze_feature_extractor=false")
-    summary = run_speech_finetune(cfg, tmp_path / "run")
-    cers = [h["valid_cer"] for h in summary["history"]]
-    assert cers[-1] < 75 and cers[-1] < cers[0], cers
-    model, loaded, outputs = load_finetuned(tmp_path / "run" / "finetuned.pt")
+    cfg = _cfg(tiny, "ctc_small", "train.max_steps=90", "train.eval_every=30", "train.lr=5e-3",
+               "train.freeze_backbone_steps=0", "train.warmup_frac=0.05", "train.hold_frac=0.8", "train.min_lr=2.5e-4",
+               "model.freeze_feature_extractor=false", "train.select_metric=cer")
+    results = run_finetune(cfg, tmp_path / "run", progress=False)
+    cers = [h["valid_cer"] for h in results["history"]]
+    assert min(cers) < 75 and min(cers) < cers[0], cers
+    model, loaded, pre, outputs = load_finetuned(tmp_path / "run" / "finetuned.pt")
     assert outputs[0] == "<blank>" and loaded == cfg and not model.training
     root, entries = read_manifest(tiny)
-    texts = transcribe(model, outputs, [root / e.path for e in entries])
+    texts = transcribe(model, pre, outputs, [root / e.path for e in entries])
     assert len(texts) == 6 and sum(bool(t) for t in texts) >= 3, texts  # real words come out
 
 
@@ -54,20 +58,21 @@ def test_utterance_classification_and_init_from_a_pretraining_checkpoint(corpus,
     kinds = {r.split("\t")[0]: r.split("\t")[6] for r in (corpus / "speakers.tsv").read_text().splitlines()[1:]}
     _, entries = read_manifest(corpus / "train.tsv")
     (corpus / "train.kind").write_text("".join(kinds[e.path] + "\n" for e in entries))
-    cfg = _cfg(corpus / "train.tsv", "task=classify", "labels=kind", f"init={ckpt}", "optim.max_steps=4",
-               "optim.eval_every=4", "optim.freeze_backbone_steps=2", "mask_prob=0.5", "mask_length=5",
-               "mask_channel_prob=0.2", "mask_channel_length=8", "layer_drop=0.1")
-    model_cfg, state = backbone_config(cfg)
-    assert model_cfg.encoder.layer_drop == 0.1
-    backbone = build_backbone(cfg, model_cfg, state)
+    cfg = _cfg(corpus / "train.tsv", "audio_cls_small", f"init={ckpt}", "train.max_steps=4", "train.eval_every=4",
+               "train.freeze_backbone_steps=2", "model.mask_prob=0.5", "model.mask_length=5",
+               "model.mask_channel_prob=0.2", "model.mask_channel_length=8", "model.layer_drop=0.1",
+               "train.layer_decay=0.8")
+    _, model, _ = build_run(cfg)
+    assert model.encoder.layer_drop == 0.1
     pretrained = load_checkpoint(ckpt)["model"]
-    for name, p in backbone.named_parameters():
-        torch.testing.assert_close(p, pretrained[name])
-    summary = run_speech_finetune(cfg, tmp_path / "cls")
-    assert 0 <= summary["history"][-1]["valid_accuracy"] <= 100
-    model, _, classes = load_finetuned(tmp_path / "cls" / "finetuned.pt")
+    for name, p in model.named_parameters():
+        if not name.startswith("head."):
+            torch.testing.assert_close(p, pretrained[name])
+    results = run_finetune(cfg, tmp_path / "cls", progress=False)
+    assert 0 <= results["history"][-1]["valid_accuracy"] <= 100
+    model, _, _, classes = load_finetuned(tmp_path / "cls" / "finetuned.pt")
     assert set(classes) <= {"digits", "word", "sentence"}
-    fe = model.backbone.modality.local_encoder.state_dict()
+    fe = model.modality.local_encoder.state_dict()
     for k, v in fe.items():  # the feature extractor stayed frozen
         torch.testing.assert_close(v, pretrained[f"modality.local_encoder.{k}"])
 
@@ -76,6 +81,6 @@ def test_bad_labeled_data_gives_a_clear_error(corpus, tmp_path):
     tiny = subset(corpus, tmp_path, 4)
     (tmp_path / "tiny.ltr").write_text("A |\n")
     with pytest.raises(ValueError, match="tiny.ltr: 1 lines but the manifest"):
-        run_speech_finetune(_cfg(tiny), tmp_path / "run")
+        run_finetune(_cfg(tiny), tmp_path / "run")
     with pytest.raises(FileNotFoundError, match="label file"):
-        run_speech_finetune(_cfg(tiny, "labels=wrd"), tmp_path / "run")
+        run_finetune(_cfg(tiny, "ctc_small", "data.labels=wrd"), tmp_path / "run2")

@@ -9,9 +9,9 @@ from data2vec.data.text_labeled import read_labeled, read_token_classification
 from data2vec.data.text_pretrain import text_tokenizer
 from data2vec.heads.token import IGNORE
 from data2vec.presets import get_preset
-from data2vec.train.finetune_text import (
-    TextFinetuneConfig, encode_sentences, encode_words, finetune_text,
-)
+from data2vec.recipes import get_recipe
+from data2vec.train.finetune_run import build_run, run_finetune
+from data2vec.train.finetune_text import encode_sentences, encode_words
 from data2vec.train.pretrain import pretrain
 from data2vec.train.schedules import linear_warmup_decay
 
@@ -35,6 +35,11 @@ def tiny_ckpt(tmp_path_factory):
         "data.block_size=32", "train.max_steps=3"])
     pretrain(cfg, root / "run", progress=False)
     return root, root / "run" / "checkpoints" / "last.pt", text_tokenizer(cfg.data, cfg.model.input)
+
+
+def _cfg(task, ckpt, files, *extra):
+    return apply_overrides(get_recipe(f"{task}_small"), [
+        f"init={ckpt}", f"data.train={files['train']}", f"data.valid={files['valid']}", "train.device=cpu", *extra])
 
 
 def _write_task(path, rng, n, regression=False):
@@ -65,21 +70,30 @@ def test_input_formats(tiny_ckpt):
     assert linear_warmup_decay(60, 1.0, 10, 110) == pytest.approx(0.5)
 
 
-@pytest.mark.parametrize("task", ["classification", "regression"])
-def test_sentence_tasks_beat_chance(tiny_ckpt, task):
+@pytest.mark.parametrize("kind", ["classification", "regression"])
+def test_sentence_tasks_beat_chance(tiny_ckpt, kind):
     root, ckpt, _ = tiny_ckpt
     rng = random.Random(1)
-    reg = task == "regression"
-    files = {s: _write_task(root / f"{task}-{s}.tsv", rng, n, reg) for s, n in (("train", 160), ("valid", 60))}
-    train = read_labeled(files["train"], "sentence", "label", task=task)
-    valid = read_labeled(files["valid"], "sentence", "label", task=task, labels=train.label_names)
-    cfg = TextFinetuneConfig(task=task, lr=2e-3, epochs=6, batch_size=16, init="random")
-    result = finetune_text(ckpt, {"train": train, "valid": valid, "test": valid}, cfg, out_dir=root / task)
+    reg = kind == "regression"
+    files = {s: _write_task(root / f"{kind}-{s}.tsv", rng, n, reg) for s, n in (("train", 160), ("valid", 60))}
+    cfg = _cfg("sentence", ckpt, files, f"data.test={files['valid']}", f"data.regression={reg}", "train.lr=2e-3",
+               "train.epochs=6", "weights=random", "model.head_dropout=0")
+    result = run_finetune(cfg, root / kind, progress=False)
     if reg:
         assert result["test"]["pearson"] > 0.5, result["history"]
     else:
         assert result["test"]["accuracy"] > 0.75, result["history"]  # chance: about 0.5
-    assert (root / task / "finetuned.pt").exists()
+    assert (root / kind / "finetuned.pt").exists()
+
+
+def test_the_small_recipe_learns_from_a_few_hundred_sentences(tiny_ckpt):
+    """Defaults that learn: the loss leaves ln(2) with the recipe's own lr, warm-up and epochs."""
+    root, ckpt, _ = tiny_ckpt
+    rng = random.Random(4)
+    files = {s: _write_task(root / f"default-{s}.tsv", rng, n) for s, n in (("train", 200), ("valid", 60))}
+    result = run_finetune(_cfg("sentence", ckpt, files), root / "default", progress=False)
+    losses = [row["train_loss"] for row in result["history"]]
+    assert losses[-1] < 0.6 and result["valid"]["accuracy"] > 0.75, result["history"]
 
 
 def test_token_classification_beats_chance(tiny_ckpt):
@@ -92,37 +106,39 @@ def test_token_classification_beats_chance(tiny_ckpt):
                     word = rng.choice(ANIMALS + TOOLS)
                     f.write(f"{word}\t{'ANIMAL' if word in ANIMALS else 'TOOL'}\n")
                 f.write("\n")
-    train = read_token_classification(root / "train.conll")
-    valid = read_token_classification(root / "valid.conll", train.label_names)
-    cfg = TextFinetuneConfig(task="token", lr=3e-3, epochs=5, init="pretrained", metric="f1")
-    result = finetune_text(ckpt, {"train": train, "valid": valid}, cfg)
+    files = {s: root / f"{s}.conll" for s in ("train", "valid")}
+    result = run_finetune(_cfg("token", ckpt, files, "train.lr=3e-3", "train.epochs=5", "train.select_metric=f1"),
+                          root / "token", progress=False)
     assert result["valid"]["accuracy"] > 0.8, result["history"]
 
 
 def test_task_and_data_mismatch_is_an_error(tiny_ckpt):
     root, ckpt, _ = tiny_ckpt
-    train = read_labeled(_write_task(root / "m.tsv", random.Random(3), 20), "sentence", "label")
-    with pytest.raises(ValueError, match="task"):
-        finetune_text(ckpt, {"train": train, "valid": train}, TextFinetuneConfig(task="regression"))
-    with pytest.raises(ValueError, match="metric"):
-        finetune_text(ckpt, {"train": train, "valid": train}, TextFinetuneConfig(epochs=1, metric="bleu"))
+    path = _write_task(root / "m.tsv", random.Random(3), 20)
+    files = {"train": path, "valid": path}
+    with pytest.raises(ValueError, match="regression"):
+        build_run(_cfg("sentence", ckpt, files, "data.regression=true"))
+    with pytest.raises(ValueError, match="select_metric"):
+        run_finetune(_cfg("sentence", ckpt, files, "train.epochs=1", "train.select_metric=bleu"), root / "m",
+                     progress=False)
 
 
 def test_init_and_weights_choose_the_encoder(tiny_ckpt):
     import torch
 
     from data2vec.train.checkpoint import load_checkpoint
-    from data2vec.train.finetune_text import build_text_model
 
-    _, ckpt, _ = tiny_ckpt
+    root, ckpt, _ = tiny_ckpt
+    path = _write_task(root / "w.tsv", random.Random(3), 20)
+    files = {"train": path, "valid": path}
     saved = load_checkpoint(ckpt)
     key = "encoder.blocks.0.attn.qkv.weight"
-    student, _ = build_text_model(ckpt, TextFinetuneConfig(), 2)
-    teacher, _ = build_text_model(ckpt, TextFinetuneConfig(weights="teacher"), 2)
-    random_, _ = build_text_model(ckpt, TextFinetuneConfig(init="random", seed=5), 2)
+    student = build_run(_cfg("sentence", ckpt, files))[1]
+    teacher = build_run(_cfg("sentence", ckpt, files, "weights=teacher"))[1]
+    random_ = build_run(_cfg("sentence", ckpt, files, "weights=random", "train.seed=5"))[1]
     assert torch.equal(student.state_dict()[key], saved["model"][key])
     assert torch.equal(teacher.state_dict()[key], saved["teacher"]["module"][key])
     assert not torch.equal(random_.state_dict()[key], saved["model"][key])
     assert "decoder" not in {k.split(".")[0] for k in student.state_dict()}  # pretraining decoder left behind
-    with pytest.raises(ValueError, match="init"):
-        build_text_model(ckpt, TextFinetuneConfig(init="imagenet"), 2)
+    with pytest.raises(ValueError, match="weights"):
+        build_run(_cfg("sentence", ckpt, files, "weights=imagenet"))

@@ -1,0 +1,117 @@
+"""Fine-tuning entry points: the backbone from `--init` (any format) or a preset, the task for
+`cfg.task`, the model, the loop; and a fine-tuned model back from `finetuned.pt`."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import logging
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+from torch import Tensor
+
+from data2vec.config import ModelConfig, PretrainConfig, from_dict
+from data2vec.heads.finetuned import build_finetuned
+from data2vec.heads.model import EncoderWithHead, FeatureMaskConfig
+from data2vec.train.checkpoint import load_checkpoint
+from data2vec.train.finetune import Finetuner, finetune_config_of, read_finetuned
+from data2vec.train.finetune_config import TASKS, FinetuneConfig, FinetuneModelConfig
+
+log = logging.getLogger("data2vec")
+
+# task -> (module, task class); the modules register their data kinds on import.
+TASK_CLASSES = {
+    "image-classification": ("data2vec.train.finetune_image", "ImageTask"),
+    "ctc": ("data2vec.train.finetune_audio", "SpeechTask"),
+    "audio-classification": ("data2vec.train.finetune_audio", "SpeechTask"),
+    "sentence": ("data2vec.train.finetune_text", "TextTask"),
+    "token": ("data2vec.train.finetune_text", "TextTask"),
+}
+WEIGHTS = ("student", "teacher", "random")
+INPUT_KINDS = {"image-classification": ("image", "beit"), "ctc": ("audio",), "audio-classification": ("audio",),
+               "sentence": ("text",), "token": ("text",)}
+
+
+def task_class(task: str) -> type:
+    if task not in TASKS:
+        raise ValueError(f"task={task!r}; expected one of {TASKS}")
+    module, name = TASK_CLASSES[task]
+    return getattr(importlib.import_module(module), name)
+
+
+def load_backbone(init: str, preset: str, weights: str = "student") -> tuple[PretrainConfig, Optional[dict[str, Tensor]]]:
+    """(pretraining config, student state dict or None) from `init` in any format the loaders
+    read (our training checkpoint, our folder, a fairseq file, a transformers folder), or the
+    random-weight architecture of `preset` when `init` is empty. `weights="teacher"` takes the
+    EMA teacher's tensors where the checkpoint has them; `"random"` keeps only the architecture
+    (and, for text, the tokenizer) of `init`: the from-scratch baseline."""
+    if weights not in WEIGHTS:
+        raise ValueError(f"weights must be one of {WEIGHTS}, got {weights!r}")
+    if not init:
+        from data2vec.presets import get_preset
+
+        return get_preset(preset), None
+    path = Path(init)
+    if path.is_file():
+        ckpt = load_checkpoint(path)
+        if ckpt.get("format") == "data2vec-train-checkpoint":
+            cfg, state = from_dict(PretrainConfig, ckpt["config"]), dict(ckpt["model"])
+            if weights == "random":
+                return cfg, None
+            teacher = ckpt["teacher"].get("module") if weights == "teacher" else None
+            return cfg, {**state, **teacher} if teacher else state
+    from data2vec.checkpoints.load import read_weights
+
+    cfg, state, teacher = read_weights(path)
+    if weights == "random":
+        return cfg, None
+    if weights == "teacher" and teacher is None:
+        raise ValueError(f"{init}: holds no EMA teacher weights; use weights=student")
+    return cfg, {**state, **teacher} if weights == "teacher" else dict(state)
+
+
+def finetune_model_config(model: ModelConfig, m: FinetuneModelConfig) -> ModelConfig:
+    """The pretraining architecture with the fine-tuning regularization applied."""
+    enc = dataclasses.replace(model.encoder, drop_path=m.drop_path, dropout=m.dropout,
+                              activation_dropout=m.activation_dropout, layer_drop=m.layer_drop)
+    return dataclasses.replace(model, encoder=enc)
+
+
+def feature_mask(m: FinetuneModelConfig) -> Optional[FeatureMaskConfig]:
+    if m.mask_prob <= 0 and m.mask_channel_prob <= 0:
+        return None
+    return FeatureMaskConfig(m.mask_prob, m.mask_length, m.mask_channel_prob, m.mask_channel_length)
+
+
+def build_run(cfg: FinetuneConfig) -> tuple[PretrainConfig, EncoderWithHead, Any]:
+    """(pretraining config, model, task) of a fine-tuning config: data read, head sized."""
+    cls = task_class(cfg.task)
+    pre, state = load_backbone(cfg.init, cfg.preset, cfg.weights)
+    if pre.model.input.kind not in INPUT_KINDS[cfg.task]:
+        raise ValueError(f"task={cfg.task} needs a {' or '.join(INPUT_KINDS[cfg.task])} model; "
+                         f"{cfg.init or cfg.preset} is a {pre.model.input.kind!r} model")
+    task = cls(cfg, pre)
+    torch.manual_seed(cfg.train.seed)
+    model = build_finetuned(finetune_model_config(pre.model, cfg.model), task.head, state,
+                            cfg.model.freeze_feature_extractor, feature_mask(cfg.model))
+    return pre, model, task
+
+
+def run_finetune(cfg: FinetuneConfig, run_dir: str | Path, resume: bool = False, force: bool = False,
+                 progress: bool = True) -> dict[str, Any]:
+    """Fine-tune per `cfg` into `run_dir` (or continue it with `resume=True`); returns the
+    results written to `run_dir/results.json`."""
+    pre, model, task = build_run(cfg)
+    return Finetuner(cfg, pre, model, task, run_dir, resume=resume, force=force).train(progress)
+
+
+def load_finetuned(path: str | Path, device: str = "cpu") -> tuple[EncoderWithHead, FinetuneConfig, PretrainConfig, list[str]]:
+    """A model written by `run_finetune` (eval mode), its configs and output names."""
+    ckpt = read_finetuned(path)
+    cfg, pre, head = finetune_config_of(ckpt)
+    model = build_finetuned(finetune_model_config(pre.model, cfg.model), head, None,
+                            cfg.model.freeze_feature_extractor, feature_mask(cfg.model))
+    model.load_state_dict(ckpt["model"])
+    return model.to(device).eval(), cfg, pre, list(ckpt["outputs"])
