@@ -106,6 +106,10 @@ def open_audio(data: AudioDataConfig, seed: int) -> AudioDataset:
 
 @register_data("audio")
 def build_audio_data(data: AudioDataConfig, inp: InputConfig, train: TrainConfig) -> AudioPretrainData:
+    from data2vec.data.shards import audio_shards, is_shard_folder
+
+    if data.path and is_shard_folder(data.path):
+        return audio_shards(data, train)
     ds = open_audio(data, train.seed)
     sampler = LengthBucketSampler(
         ds.sizes, data.max_samples_per_batch, shuffle=True, seed=train.seed,

@@ -222,6 +222,10 @@ class ImageDataConfig(DataConfig):
 def build_image_data(data: ImageDataConfig, inp: InputConfig, train: TrainConfig) -> FixedBatchData:
     if not data.path:
         raise ValueError("data.path is empty: give an image folder or an idx file, e.g. data.path=/my/images")
+    from data2vec.data.shards import image_shards, is_shard_folder
+
+    if is_shard_folder(data.path):
+        return image_shards(data, inp, train)
     if len(data.mean) != inp.in_chans or len(data.std) != inp.in_chans:
         raise ValueError(
             f"data.mean/data.std have {len(data.mean)}/{len(data.std)} values for model.input.in_chans={inp.in_chans}"

@@ -54,7 +54,10 @@ class PretrainData(Protocol):
         """This rank's micro-batches, endlessly, from global micro-batch `start` of `epoch` on."""
 
     def stream_state(self) -> dict[str, Any]:
-        """Extra stream position to checkpoint (empty when (epoch, start) says it all)."""
+        """This rank's extra stream position to checkpoint (empty when (epoch, start) says it all)."""
+
+    def restore_stream(self, states: list[dict[str, Any]], rank: int) -> None:
+        """Continue from `stream_state()` of every rank of the saved run."""
 
 
 class _PlanSampler(Sampler[list]):
@@ -83,6 +86,9 @@ class PlannedData:
 
     def stream_state(self) -> dict[str, Any]:
         return {}
+
+    def restore_stream(self, states: list[dict[str, Any]], rank: int) -> None:
+        """Nothing to do: (epoch, batch_in_epoch) in the run state is the whole position."""
 
 
 def sample_seed(seed: int, epoch: int, index: int) -> int:

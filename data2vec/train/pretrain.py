@@ -193,7 +193,7 @@ class Trainer:
                       "micro_batch": self.data_micro()},
             "rng": rngs[0],
             "rng_ranks": rngs,
-            "data": self.data.stream_state(),
+            "data": distributed.all_gather_objects(self.data.stream_state()),
         }
         if sharded:  # the optimizer (and the student again) as shards: torch.distributed.checkpoint
             ckpt["sharded"] = f"step-{s.step:08d}.dcp"
@@ -228,6 +228,8 @@ class Trainer:
             self.model.load_state_dict(ckpt["model"])
             self.optimizer.load_state_dict(ckpt["optimizer"])
         self.teacher.load_state_dict(ckpt["teacher"])
+        if isinstance(ckpt.get("data"), list):
+            self.data.restore_stream(ckpt["data"], self.dist.rank)
         saved = ckpt["state"]
         self.state = RunState(**saved)
         self.skips.total = self.state.skipped
