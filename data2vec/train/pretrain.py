@@ -19,7 +19,7 @@ from data2vec.algorithms.data2vec2 import Data2Vec2Model
 from data2vec.config import ModelConfig, PretrainConfig, from_dict, save_config, to_dict
 from data2vec.train import distributed
 from data2vec.train.checkpoint import load_checkpoint, rng_state, save_atomic, set_rng_state
-from data2vec.train.data import SkipCounter, build_pretrain_data
+from data2vec.train.data import PretrainData, SkipCounter, build_pretrain_data
 from data2vec.train.logging import MetricLogger, truncate_metrics
 from data2vec.train.optim import build_optimizer
 from data2vec.train.precision import autocast, choose_bf16
@@ -115,7 +115,7 @@ class Trainer:
     """
 
     def __init__(self, cfg: PretrainConfig, run_dir: str | Path, resume: bool = False, force: bool = False,
-                 init: Optional[str | Path] = None) -> None:
+                 init: Optional[str | Path] = None, data: Optional[PretrainData] = None) -> None:
         self.run_dir = Path(run_dir)
         self.dist = distributed.env()
         if self.dist.is_main:
@@ -139,7 +139,7 @@ class Trainer:
         self.teacher = self.model.make_teacher().to(self.device)
         if teacher_state is not None:
             self.teacher.module.load_state_dict(teacher_state)
-        self.data = build_pretrain_data(cfg.data, cfg.model.input, tc)
+        self.data = data if data is not None else build_pretrain_data(cfg.data, cfg.model.input, tc)
         W = self.dist.world_size
         self.micro_per_step = self.data.configure(W, tc.micro_batch)
         self.accum = self.micro_per_step // W
