@@ -245,8 +245,8 @@ class Trainer:
         if len(rngs) == W:
             set_rng_state(rngs[self.dist.rank])
         else:
-            log.warning("--resume: saved on %d ranks, resumed on %d; model, teacher and optimizer are exact, "
-                        "dropout randomness starts afresh", len(rngs), W)
+            log.info("--resume: saved on %d ranks, resumed on %d (batches, masks and dropout are seeded per global "
+                     "micro-batch, so they carry over while train.micro_batch stays the same)", len(rngs), W)
             torch.manual_seed(distributed.rank_seed(self.cfg.train.seed + self.state.step, self.dist.rank))
         if self.dist.is_main:
             truncate_metrics(self.run_dir / "metrics.jsonl", self.state.step)
