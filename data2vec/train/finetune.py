@@ -49,6 +49,9 @@ class FinetuneTask(Protocol):
     outputs: list[str]  # class names or CTC symbols, saved with the model
     metric: str  # default validation metric for model selection
 
+    def sizes(self) -> dict[str, int]:
+        """Examples per split ("train", "valid", "test"), for the results."""
+
     def num_batches(self) -> int:
         """Training micro-batches per epoch."""
 
@@ -267,6 +270,7 @@ class Finetuner:
         results: dict[str, Any] = {
             "task": self.cfg.task, "init": self.cfg.init or f"random ({self.cfg.preset})", "metric": self.metric,
             "updates": self.state.step, "updates_per_epoch": self.steps_per_epoch, "seconds_this_run": seconds,
+            "examples": self.task.sizes(),
             "best_step": self.best["step"] if self.best else self.state.step,
             "valid": {k[len("valid_"):]: v for k, v in (self.best or {}).items() if k.startswith("valid_")},
             "history": self.history, "checkpoint": str(self.run_dir / "finetuned.pt"),
