@@ -121,7 +121,8 @@ def main() -> None:
             weights = "student" if init == "pretrained" else "random"
             run_cli(["finetune-text", "--checkpoint", ckpt, "--fortunes", "--out", str(out / f"finetune-{init}"),
                      "--force", f"weights={weights}", f"train.lr={args.finetune_lr}",
-                     f"train.epochs={args.finetune_epochs}", "train.batch_size=16"], commands)
+                     f"train.epochs={args.finetune_epochs}", "train.batch_size=16", "train.weight_decay=0.1",
+                     "train.clip_norm=0", "model.head_dropout=0", "data.max_len=512", "train.bf16=false"], commands)
             results[init] = json.loads((out / f"finetune-{init}" / "results.json").read_text())
         if "probe" in stages:
             results[f"probe_{init}"] = probe(ckpt, init)
