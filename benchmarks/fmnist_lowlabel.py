@@ -82,7 +82,7 @@ def render(rows: list[dict[str, Any]], runs: list[dict[str, Any]], commands: lis
         cells = [f"{r[k][0]:.2f} ± {r[k][1]:.2f}" for k in (*INITS, "difference")]
         lines.append(f"| {100 * r['fraction']:g}% ({r['labeled']}) | {len(r['seeds'])} | " + " | ".join(cells) + " |")
     updates = sorted({r["updates"] for r in runs})
-    lines += ["", f"Updates per run: {', '.join(map(str, updates))}; total wall time {minutes:.1f} min.", "",
+    lines += ["", f"Updates per run: {', '.join(map(str, updates))}; fine-tuning wall time {minutes:.1f} min in all.", "",
               "Commands:", "", "```", *commands, "```"]
     return "\n".join(lines) + "\n"
 
@@ -96,11 +96,13 @@ def main() -> None:
     p.add_argument("--seeds", type=int, default=3, help="seeds 1..N (labeled subset, validation split, training)")
     p.add_argument("--updates", type=int, default=0, help="updates per run (0: the recipe's epochs)")
     p.add_argument("--out", default="runs/fmnist-lowlabel")
+    p.add_argument("--summarize", action="store_true",
+                   help="run nothing: tabulate the finished runs already in --out (e.g. after an interrupted sweep)")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="more fine-tuning overrides for every run")
     args = p.parse_args()
     out, commands, runs, t0 = Path(args.out), [], [], time.perf_counter()
     ckpt = args.checkpoint
-    if not ckpt or not Path(ckpt).exists():
+    if not args.summarize and (not ckpt or not Path(ckpt).exists()):
         run_cli(["pretrain", "--preset", args.pretrain_preset, "--out", str(out / "pretrain"), "--force",
                  "--no-progress"], commands)
         ckpt = str(out / "pretrain" / "checkpoints" / "last.pt")
@@ -108,14 +110,20 @@ def main() -> None:
         for seed in range(1, args.seeds + 1):
             for init in INITS:
                 run_dir = out / f"labels{fraction:g}-seed{seed}-{init}"
-                run_cli(finetune_argv(args, ckpt, fraction, seed, init, run_dir), commands)
+                if args.summarize:
+                    if not (run_dir / "results.json").exists():
+                        continue
+                    commands.append("data2vec " + " ".join(shlex.quote(a) for a in
+                                                           finetune_argv(args, ckpt, fraction, seed, init, run_dir)))
+                else:
+                    run_cli(finetune_argv(args, ckpt, fraction, seed, init, run_dir), commands)
                 res = json.loads((run_dir / "results.json").read_text())
                 runs.append({"fraction": fraction, "seed": seed, "init": init, "test_accuracy": res["test"]["accuracy"],
                              "valid_accuracy": res["valid"]["accuracy"], "best_step": res["best_step"],
                              "updates": res["updates"], "labeled": res["examples"]["train"],
                              "seconds": res["seconds_this_run"]})
     rows = summarize(runs)
-    minutes = (time.perf_counter() - t0) / 60
+    minutes = sum(r["seconds"] for r in runs) / 60 if args.summarize else (time.perf_counter() - t0) / 60
     text = render(rows, runs, commands, minutes)
     (out / "summary.json").write_text(json.dumps({"rows": rows, "runs": runs, "commands": commands,
                                                   "minutes": minutes}, indent=2) + "\n")
