@@ -4,7 +4,7 @@
 PY := .venv/bin/python
 STAMP := .venv/.installed
 
-.PHONY: setup demo test test-slow test-all bench-image bench-speech bench-text bench-versions clean
+.PHONY: setup demo test test-slow test-all bench-image bench-speech bench-text bench-versions bench-lowlabel clean
 
 $(STAMP): pyproject.toml scripts/setup.sh
 	bash scripts/setup.sh
@@ -35,6 +35,9 @@ bench-text: $(STAMP)
 
 bench-versions: $(STAMP)
 	OMP_NUM_THREADS=1 $(PY) benchmarks/versions.py --minutes 8 --probes 4 --probe-train 10000 --out runs/versions
+
+bench-lowlabel: $(STAMP)
+	OMP_NUM_THREADS=1 $(PY) benchmarks/fmnist_lowlabel.py --fractions 0.01 0.1 --seeds 3 --out runs/fmnist-lowlabel
 
 clean:
 	rm -rf runs build *.egg-info
