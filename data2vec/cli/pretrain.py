@@ -10,7 +10,7 @@ from pathlib import Path
 
 from data2vec.config import PretrainConfig, apply_overrides, from_dict, load_config, to_dict
 from data2vec.presets import get_preset
-from data2vec.train.checkpoint import load_checkpoint
+from data2vec.train.checkpoint import load_train_checkpoint
 from data2vec.train.distributed import env
 from data2vec.train.pretrain import LAST, pretrain
 
@@ -33,7 +33,7 @@ def resolve_config(args: argparse.Namespace) -> PretrainConfig:
     if args.resume:
         if args.preset or args.config:
             raise ValueError("--resume takes the run's own config; do not pass --preset or --config")
-        cfg = from_dict(PretrainConfig, load_checkpoint(Path(args.out) / LAST)["config"])
+        cfg = from_dict(PretrainConfig, load_train_checkpoint(Path(args.out) / LAST)[0]["config"])
     elif args.init and not (args.preset or args.config):
         from data2vec.checkpoints.load import read_weights
 

@@ -18,7 +18,9 @@ from data2vec.algorithms.data2vec1 import Data2Vec1Model
 from data2vec.algorithms.data2vec2 import Data2Vec2Model
 from data2vec.config import ModelConfig, PretrainConfig, from_dict, save_config, to_dict
 from data2vec.train import distributed
-from data2vec.train.checkpoint import load_checkpoint, rng_state, save_atomic, set_rng_state
+from data2vec.train.checkpoint import (
+    load_checkpoint, load_train_checkpoint, previous_path, rng_state, save_atomic, set_rng_state,
+)
 from data2vec.train.data import PretrainData, SkipCounter, build_pretrain_data
 from data2vec.train.logging import MetricLogger, truncate_metrics
 from data2vec.train.optim import build_optimizer
@@ -62,7 +64,7 @@ class RunState:
 def prepare_run_dir(run_dir: Path, resume: bool, force: bool) -> None:
     """Refuse to overwrite a non-empty run directory unless resuming or forced."""
     if resume:
-        if not (run_dir / LAST).exists():
+        if not (run_dir / LAST).exists() and not previous_path(run_dir / LAST).exists():
             raise FileNotFoundError(f"--resume: {run_dir / LAST} does not exist")
         return
     if run_dir.exists() and any(run_dir.iterdir()):
@@ -123,7 +125,9 @@ class Trainer:
         distributed.barrier()
         if resume and not self.dist.is_main:
             prepare_run_dir(self.run_dir, resume, force)
-        ckpt = load_checkpoint(self.run_dir / LAST) if resume else None
+        ckpt, ckpt_path = load_train_checkpoint(self.run_dir / LAST) if resume else (None, None)
+        # (step, path) of the newest checkpoint known to be good: named when a run must stop.
+        self.last_good: Optional[tuple[int, Path]] = (ckpt["state"]["step"], ckpt_path) if ckpt else None
         if ckpt is not None:
             saved = from_dict(PretrainConfig, ckpt["config"])
             if cfg.model != saved.model:
@@ -216,6 +220,7 @@ class Trainer:
                 if old.name != ckpt.get("sharded"):
                     shutil.rmtree(old, ignore_errors=True)
         distributed.barrier()
+        self.last_good = (self.state.step, path)
         return path
 
     def _restore(self, ckpt: dict[str, Any]) -> None:
@@ -321,7 +326,10 @@ class Trainer:
         if hasattr(self, "_first_bad"):
             first = int(self._first_bad)
             if first >= 0:
-                raise FloatingPointError(f"step {first}: the gradient norm is not finite; try a lower train.lr")
+                good = "no checkpoint was written yet" if self.last_good is None else \
+                    f"the last good checkpoint is {self.last_good[1]} (step {self.last_good[0]})"
+                raise FloatingPointError(f"step {first}: the loss or gradient norm is not finite; stopped without "
+                                         f"saving; {good}; try a lower train.lr")
 
     def _count_skips(self, batch: dict[str, Any]) -> None:
         n = int(batch.get("num_skipped", 0))

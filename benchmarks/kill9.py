@@ -1,0 +1,161 @@
+"""kill -9 trials: SIGKILL a tiny run at random moments (some while a checkpoint is being
+written), resume it with --resume until it finishes, and check that its final checkpoint is
+bit-identical to an uninterrupted run's (student, teacher, optimizer state, run position).
+
+    OMP_NUM_THREADS=1 python benchmarks/kill9.py --kind pretrain --trials 20 --out runs/kill9
+
+Each trial kills its run 1 to `--max-kills` times. A kill is "random" (a uniform moment of an
+uninterrupted run's duration) or "write" (the moment a checkpoint's temporary file appears);
+the table counts how many kills found a checkpoint write in progress.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Tiny runs that checkpoint often, so kills land between, before and inside checkpoint writes.
+RUNS = {
+    "pretrain": dict(
+        verb=["pretrain", "--preset", "data2vec2_image_tiny", "--no-progress"],
+        overrides=["train.max_steps=24", "train.ckpt_every=3", "train.log_every=3", "data.limit=256",
+                   "train.device=cpu", "train.num_workers=0"],
+        last="checkpoints/last.pt",
+    ),
+}
+
+
+def command(kind: str, out: Path, resume: bool) -> list[str]:
+    run = RUNS[kind]
+    cmd = [sys.executable, "-m", "data2vec", *run["verb"], "--out", str(out)]
+    return cmd + (["--resume"] if resume else ["--force", *run["overrides"]])
+
+
+def can_resume(kind: str, out: Path) -> bool:
+    last = out / RUNS[kind]["last"]
+    return last.exists() or last.with_name(f"{last.stem}.prev{last.suffix}").exists()
+
+
+def writing(kind: str, out: Path) -> bool:
+    """True while a checkpoint's temporary file exists (a write is in progress)."""
+    folder = (out / RUNS[kind]["last"]).parent
+    return folder.is_dir() and any(p.suffix == ".tmp" for p in folder.iterdir())
+
+
+def start(kind: str, out: Path, log) -> subprocess.Popen:
+    resume = can_resume(kind, out)
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
+    return subprocess.Popen(command(kind, out, resume), cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+def kill_at(proc: subprocess.Popen, kind: str, out: Path, mode: str, delay: float) -> dict:
+    """SIGKILL `proc` after `delay` seconds ("random") or when a checkpoint write starts ("write")."""
+    t0 = time.monotonic()
+    while proc.poll() is None:
+        if mode == "random" and time.monotonic() - t0 >= delay:
+            break
+        if mode == "write" and writing(kind, out):
+            break
+        time.sleep(0.0005 if mode == "write" else 0.01)
+    if proc.poll() is not None:
+        return {"mode": mode, "killed": False}
+    during_write = writing(kind, out)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    return {"mode": mode, "killed": True, "during_write": during_write, "after_s": round(time.monotonic() - t0, 3)}
+
+
+def run_to_end(kind: str, out: Path, log) -> None:
+    proc = start(kind, out, log)
+    if proc.wait() != 0:
+        raise RuntimeError(f"{out}: the run failed (see {log.name})")
+
+
+def final_state(kind: str, out: Path) -> dict:
+    return torch.load(out / RUNS[kind]["last"], map_location="cpu", weights_only=True)
+
+
+def tensors(obj, prefix: str = ""):
+    """(name, tensor) for every tensor in a nested checkpoint dict/list."""
+    if torch.is_tensor(obj):
+        yield prefix, obj
+    elif isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from tensors(v, f"{prefix}.{k}")
+    elif isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj):
+            yield from tensors(v, f"{prefix}.{i}")
+
+
+def identical(a: dict, b: dict) -> tuple[bool, str]:
+    """Bit-exact comparison of weights, teacher, optimizer state and run position."""
+    for key in ("model", "teacher", "optimizer"):
+        ta, tb = dict(tensors(a[key])), dict(tensors(b[key]))
+        if ta.keys() != tb.keys():
+            return False, f"{key}: different entries"
+        for name in ta:
+            if ta[name].dtype != tb[name].dtype or not torch.equal(ta[name], tb[name]):
+                return False, f"{key}{name} differs"
+    if a["state"]["step"] != b["state"]["step"]:
+        return False, f"step {a['state']['step']} != {b['state']['step']}"
+    return True, ""
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--kind", choices=sorted(RUNS), default="pretrain")
+    ap.add_argument("--trials", type=int, default=20)
+    ap.add_argument("--max-kills", type=int, default=3)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", default="runs/kill9")
+    args = ap.parse_args()
+    root = Path(args.out) / args.kind
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / "reference.log", "w") as log:
+        t0 = time.monotonic()
+        run_to_end(args.kind, root / "reference", log)
+        ref_seconds = time.monotonic() - t0
+    reference = final_state(args.kind, root / "reference")
+    rng = random.Random(args.seed)
+    trials = []
+    t_all = time.monotonic()
+    for i in range(args.trials):
+        out = root / f"trial{i:02d}"
+        kills = []
+        with open(root / f"trial{i:02d}.log", "w") as log:
+            for _ in range(rng.randint(1, args.max_kills)):
+                mode = rng.choice(["random", "write"])
+                delay = rng.uniform(0.2, 1.0) * ref_seconds
+                kills.append(kill_at(start(args.kind, out, log), args.kind, out, mode, delay))
+            run_to_end(args.kind, out, log)
+        same, why = identical(final_state(args.kind, out), reference)
+        trials.append({"trial": i, "kills": kills, "bit_exact": same, "difference": why})
+        done = [k for k in kills if k["killed"]]
+        print(f"trial {i:2d}: {len(done)} kill(s), {sum(k['during_write'] for k in done)} during a write: "
+              f"{'bit-exact' if same else 'DIFFERS: ' + why}", flush=True)
+    killed = [k for t in trials for k in t["kills"] if k["killed"]]
+    summary = {
+        "kind": args.kind, "trials": len(trials), "bit_exact": sum(t["bit_exact"] for t in trials),
+        "kills": len(killed), "kills_during_write": sum(k["during_write"] for k in killed),
+        "reference_seconds": round(ref_seconds, 1), "seconds": round(time.monotonic() - t_all, 1),
+        "command": " ".join(RUNS[args.kind]["verb"] + RUNS[args.kind]["overrides"]), "trial_details": trials,
+    }
+    (root / "kill9.json").write_text(json.dumps(summary, indent=2))
+    print(f"| {args.kind} | {summary['bit_exact']}/{summary['trials']} | {summary['kills']} | "
+          f"{summary['kills_during_write']} | {summary['seconds']:.0f} s |")
+    return 0 if summary["bit_exact"] == summary["trials"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
