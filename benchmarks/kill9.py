@@ -28,8 +28,9 @@ ROOT = Path(__file__).resolve().parents[1]
 # Tiny runs that checkpoint often, so kills land between, before and inside checkpoint writes.
 RUNS = {
     "pretrain": dict(
-        verb=["pretrain", "--preset", "data2vec2_image_tiny", "--no-progress"],
-        overrides=["train.max_steps=24", "train.ckpt_every=3", "train.log_every=3", "data.limit=256",
+        verb=["pretrain", "--no-progress"],
+        fresh=["--preset", "data2vec2_image_tiny"],
+        overrides=["train.max_steps=16", "train.ckpt_every=2", "train.log_every=2", "data.limit=256",
                    "train.device=cpu", "train.num_workers=0"],
         last="checkpoints/last.pt",
     ),
@@ -39,7 +40,7 @@ RUNS = {
 def command(kind: str, out: Path, resume: bool) -> list[str]:
     run = RUNS[kind]
     cmd = [sys.executable, "-m", "data2vec", *run["verb"], "--out", str(out)]
-    return cmd + (["--resume"] if resume else ["--force", *run["overrides"]])
+    return cmd + (["--resume"] if resume else [*run["fresh"], "--force", *run["overrides"]])
 
 
 def can_resume(kind: str, out: Path) -> bool:
@@ -47,10 +48,13 @@ def can_resume(kind: str, out: Path) -> bool:
     return last.exists() or last.with_name(f"{last.stem}.prev{last.suffix}").exists()
 
 
-def writing(kind: str, out: Path) -> bool:
-    """True while a checkpoint's temporary file exists (a write is in progress)."""
+def temporaries(kind: str, out: Path) -> set[str]:
+    """Names of checkpoint temporaries in the run's checkpoint folder."""
     folder = (out / RUNS[kind]["last"]).parent
-    return folder.is_dir() and any(p.suffix == ".tmp" for p in folder.iterdir())
+    try:
+        return {p.name for p in folder.iterdir() if p.suffix == ".tmp"}
+    except FileNotFoundError:
+        return set()
 
 
 def start(kind: str, out: Path, log) -> subprocess.Popen:
@@ -60,17 +64,20 @@ def start(kind: str, out: Path, log) -> subprocess.Popen:
 
 
 def kill_at(proc: subprocess.Popen, kind: str, out: Path, mode: str, delay: float) -> dict:
-    """SIGKILL `proc` after `delay` seconds ("random") or when a checkpoint write starts ("write")."""
-    t0 = time.monotonic()
+    """SIGKILL `proc` after `delay` seconds ("random") or when a checkpoint write starts ("write").
+
+    A write is in progress while a temporary exists that the previous (killed) process did not leave.
+    """
+    t0, stale = time.monotonic(), temporaries(kind, out)
     while proc.poll() is None:
         if mode == "random" and time.monotonic() - t0 >= delay:
             break
-        if mode == "write" and writing(kind, out):
+        if mode == "write" and temporaries(kind, out) - stale:
             break
         time.sleep(0.0005 if mode == "write" else 0.01)
     if proc.poll() is not None:
         return {"mode": mode, "killed": False}
-    during_write = writing(kind, out)
+    during_write = bool(temporaries(kind, out) - stale)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     return {"mode": mode, "killed": True, "during_write": during_write, "after_s": round(time.monotonic() - t0, 3)}
@@ -149,7 +156,7 @@ def main() -> int:
         "kind": args.kind, "trials": len(trials), "bit_exact": sum(t["bit_exact"] for t in trials),
         "kills": len(killed), "kills_during_write": sum(k["during_write"] for k in killed),
         "reference_seconds": round(ref_seconds, 1), "seconds": round(time.monotonic() - t_all, 1),
-        "command": " ".join(RUNS[args.kind]["verb"] + RUNS[args.kind]["overrides"]), "trial_details": trials,
+        "command": " ".join(command(args.kind, Path("RUN"), False)[1:]), "trial_details": trials,
     }
     (root / "kill9.json").write_text(json.dumps(summary, indent=2))
     print(f"| {args.kind} | {summary['bit_exact']}/{summary['trials']} | {summary['kills']} | "

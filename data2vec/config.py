@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -191,6 +192,8 @@ def to_dict(cfg: Any) -> dict[str, Any]:
 
 def from_dict(cls: type, data: dict[str, Any], path: str = "") -> Any:
     """Build config `cls` from a plain dict; unknown keys and wrong types raise ConfigError."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path or cls.__name__}: expected a mapping, got {type(data).__name__}")
     if "kind" in cls.__dataclass_fields__ and data.get("kind"):
         base = cls.__name__ if (cls.__name__, "") not in _KINDS and cls.__mro__[1] is object else cls.__mro__[1].__name__
         key = (base, data["kind"])
@@ -245,6 +248,8 @@ def _convert(tp: Any, value: Any, path: str) -> Any:
         return tuple(_convert(a, v, path) for a, v in zip(args, value))
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if tp is float and isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{path}: expected a finite number, got {value!r}")
     if tp in (int, float, str, bool) and not (type(value) is tp):
         raise ConfigError(f"{path}: expected {tp.__name__}, got {value!r}")
     return value
@@ -284,7 +289,10 @@ def parse_value(tp: Any, text: str, path: str) -> Any:
         if tp is int:
             return int(text)
         if tp is float:
-            return float(text)
+            value = float(text)
+            if not math.isfinite(value):
+                raise ConfigError(f"{path}: expected a finite number, got {text!r}")
+            return value
         if tp is str:
             return text
     except ValueError:
@@ -332,6 +340,6 @@ def load_config(path: str, cls: type = PretrainConfig) -> Any:
     try:
         with open(path) as f:
             data = json.load(f)
-    except (OSError, json.JSONDecodeError) as e:
+    except (OSError, ValueError) as e:  # ValueError: invalid JSON or not UTF-8
         raise ConfigError(f"cannot read config {path}: {e}") from e
     return from_dict(cls, data)

@@ -1,5 +1,31 @@
+import re
+
 import pytest
 import torch
+
+# A skipped test hides a check that did not run, so a skip fails the session, except where a
+# Debian package the tests read is missing (`make setup` installs them).
+ALLOWED_SKIP = re.compile(r"(dataset-fashion-mnist|espeak-ng|fortunes)\b.*not installed")
+_unexpected_skips: list[str] = []
+
+
+def pytest_runtest_logreport(report):
+    if report.skipped and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        if not ALLOWED_SKIP.search(reason):
+            _unexpected_skips.append(f"{report.nodeid}: {reason}")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if _unexpected_skips and exitstatus == 0:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _unexpected_skips:
+        terminalreporter.write_sep("=", "unexpected skips (the run fails; only missing Debian packages may skip)")
+        for line in _unexpected_skips:
+            terminalreporter.write_line(line)
 
 FASHION_MNIST_TRAIN = "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz"
 

@@ -170,7 +170,8 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise UnsafeCheckpointError(f"{path}: {e}") from None
     except Exception as e:  # noqa: BLE001 -- any other failure means the file cannot be read as data
         raise CheckpointReadError(
-            f"{path}: not a readable torch checkpoint (truncated or another format?): {type(e).__name__}: {e}"
+            f"{path}: not a readable torch checkpoint (truncated or another format?): {type(e).__name__}: "
+            + " ".join(str(e).split())  # one line: some torch messages span several
         ) from e
     data = plain_data(obj)
     if not isinstance(data, dict):

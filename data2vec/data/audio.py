@@ -91,8 +91,11 @@ def read_manifest(path: str | os.PathLike) -> tuple[Path, list[ManifestEntry]]:
     Raises ``ValueError`` naming the file, the line number and the problem for any malformed line.
     """
     path = Path(path)
-    with open(path, encoding="utf-8") as f:
-        lines = f.read().splitlines()
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not UTF-8 text (byte {e.start}); is this a manifest?") from None
     if not lines or not lines[0].strip():
         raise ValueError(f"{path}: line 1: expected the root directory, found an empty line")
     root = Path(lines[0].strip())
@@ -111,6 +114,8 @@ def read_manifest(path: str | os.PathLike) -> tuple[Path, list[ManifestEntry]]:
         rel, count = fields[0].strip(), fields[1].strip()
         if not rel:
             raise ValueError(f"{path}: line {lineno}: empty audio path")
+        if Path(rel).is_absolute() or ".." in Path(rel).parts:
+            raise ValueError(f"{path}: line {lineno}: audio path {rel!r} leaves the root directory")
         try:
             num = int(count)
         except ValueError:
@@ -267,6 +272,8 @@ class AudioDataset(Dataset):
             return cls(files, **kwargs)
         if path.suffix.lower() == ".tsv" and path.is_file():
             root, entries = read_manifest(path)
+            if not root.is_dir():
+                raise ValueError(f"{path}: line 1: root directory {root} does not exist")
             files, sizes = [e.path for e in entries], [e.num_samples for e in entries]
             return cls(files, sizes, root=root, **kwargs)
         raise ValueError(f"{path} is neither a directory nor a .tsv manifest")
@@ -290,6 +297,9 @@ class AudioDataset(Dataset):
             return self._skip(path, str(exc))
         if wav.size == 0:
             return self._skip(path, f"audio file {path} is empty")
+        if wav.size < self.min_sample_size:  # the manifest's length was wrong
+            return self._skip(path, f"audio file {path} has {wav.size} samples, fewer than min_sample_size="
+                                    f"{self.min_sample_size}")
         finite = np.isfinite(wav)
         if not finite.any():
             return self._skip(path, f"audio file {path} contains only NaN/inf samples")

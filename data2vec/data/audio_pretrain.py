@@ -104,8 +104,20 @@ def open_audio(data: AudioDataConfig, seed: int) -> AudioDataset:
     return ds
 
 
+def receptive_field(layers: tuple[tuple[int, int, int], ...]) -> int:
+    """Fewest input samples that give the conv stack (channels, kernel, stride) one frame."""
+    need = 1
+    for _, kernel, stride in reversed(layers):
+        need = (need - 1) * stride + kernel
+    return need
+
+
 @register_data("audio")
 def build_audio_data(data: AudioDataConfig, inp: InputConfig, train: TrainConfig) -> AudioPretrainData:
+    need = receptive_field(inp.conv_layers)
+    if data.min_sample_size < need:
+        raise ValueError(f"data.min_sample_size={data.min_sample_size} is below the conv stack's receptive field "
+                         f"of {need} samples: shorter utterances give no frames")
     from data2vec.data.shards import audio_shards, is_shard_folder
 
     if data.path and is_shard_folder(data.path):

@@ -7,8 +7,10 @@ A file that cannot be decoded is skipped and counted, never fatal.
 from __future__ import annotations
 
 import gzip
+import math
 import struct
 import warnings
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -34,7 +36,7 @@ def read_idx(path: str | Path) -> np.ndarray:
     try:
         with opener(path, "rb") as f:
             data = f.read()
-    except (OSError, EOFError) as e:
+    except (OSError, EOFError, zlib.error) as e:  # zlib.error: a corrupt gzip stream
         raise ValueError(f"cannot read idx file {path}: {e}") from e
     if len(data) < 4 or data[0] != 0 or data[1] != 0:
         raise ValueError(f"{path} is not an idx file (bad magic number)")
@@ -42,8 +44,10 @@ def read_idx(path: str | Path) -> np.ndarray:
         raise ValueError(f"{path}: only unsigned-byte idx files are supported (type code {data[2]:#x})")
     ndim = data[3]
     header = 4 + 4 * ndim
+    if len(data) < header:
+        raise ValueError(f"{path}: truncated idx header ({len(data)} bytes for {ndim} dimensions)")
     dims = struct.unpack(f">{ndim}I", data[4:header])
-    expected = int(np.prod(dims))
+    expected = math.prod(dims)
     if len(data) - header != expected:
         raise ValueError(f"{path}: header says {dims} = {expected} bytes, file has {len(data) - header}")
     return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(dims)

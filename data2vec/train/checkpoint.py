@@ -72,11 +72,17 @@ def save_atomic(obj: Any, path: str | Path, keep_previous: bool = True) -> None:
         fsync_dir(path.parent)
     except OSError as e:
         intact = f"the previous checkpoint {path} is intact" if path.is_file() else "no checkpoint was written before"
-        reason = getattr(e, "strerror", None) or str(e).splitlines()[0]
+        reason = getattr(e, "strerror", None) or _first_line(e)
         raise CheckpointWriteError(f"cannot write checkpoint {path}: {reason}; {intact}") from e
     finally:
         if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _first_line(e: BaseException) -> str:
+    """An exception's message cut to one line (torch's can run over many)."""
+    lines = str(e).strip().splitlines()
+    return lines[0] if lines else ""
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
@@ -87,7 +93,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # torch raises several types for truncated or foreign files
-        raise ValueError(f"cannot read checkpoint {path}: {type(e).__name__}: {str(e).splitlines()[0]}") from e
+        raise ValueError(f"cannot read checkpoint {path}: {type(e).__name__}: {_first_line(e)}") from e
 
 
 TRAIN_FORMAT = "data2vec-train-checkpoint"
