@@ -34,13 +34,24 @@ RUNS = {
                    "train.device=cpu", "train.num_workers=0"],
         last="checkpoints/last.pt",
     ),
+    # Fine-tuning from random weights: --resume repeats the recipe and overrides (checked against the run's).
+    "finetune": dict(
+        verb=["finetune", "--no-progress"],
+        fresh=["--recipe", "image_tiny"],
+        overrides=["train.max_steps=16", "train.ckpt_every=2", "train.eval_every=4", "train.log_every=2",
+                   "data.label_frac=0.003", "data.valid_size=64", "data.test=", "train.device=cpu"],
+        last="checkpoints/last.pt",
+        resume_repeats_args=True,
+    ),
 }
 
 
 def command(kind: str, out: Path, resume: bool) -> list[str]:
     run = RUNS[kind]
     cmd = [sys.executable, "-m", "data2vec", *run["verb"], "--out", str(out)]
-    return cmd + (["--resume"] if resume else [*run["fresh"], "--force", *run["overrides"]])
+    if not resume:
+        return cmd + [*run["fresh"], "--force", *run["overrides"]]
+    return cmd + ["--resume"] + ([*run["fresh"], *run["overrides"]] if run.get("resume_repeats_args") else [])
 
 
 def can_resume(kind: str, out: Path) -> bool:
@@ -107,7 +118,7 @@ def tensors(obj, prefix: str = ""):
 
 def identical(a: dict, b: dict) -> tuple[bool, str]:
     """Bit-exact comparison of weights, teacher, optimizer state and run position."""
-    for key in ("model", "teacher", "optimizer"):
+    for key in [k for k in ("model", "teacher", "optimizer") if k in b]:
         ta, tb = dict(tensors(a[key])), dict(tensors(b[key]))
         if ta.keys() != tb.keys():
             return False, f"{key}: different entries"
