@@ -97,33 +97,39 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 
 
 TRAIN_FORMAT = "data2vec-train-checkpoint"
+FINETUNE_RUN_FORMAT = "data2vec-finetune-run"
+# What a run needs to resume, per checkpoint format.
+RESUME_KEYS = {TRAIN_FORMAT: ("config", "model", "teacher", "optimizer", "state", "rng"),
+               FINETUNE_RUN_FORMAT: ("config", "model", "optimizer", "state", "rng")}
 
 
-def load_train_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[dict, Path]:
-    """A training checkpoint to resume from: `path`, or with a warning the previous one kept by
-    `save_atomic` when `path` is missing, truncated or not a training checkpoint.
+def load_train_checkpoint(path: str | Path, map_location: str | torch.device = "cpu",
+                          fmt: str = TRAIN_FORMAT) -> tuple[dict, Path]:
+    """A pretraining (or, with `fmt`, fine-tuning) checkpoint to resume from: `path`, or with a
+    warning the previous one kept by `save_atomic` when `path` is missing, truncated or foreign.
 
     Returns (checkpoint, the path it came from). Raises naming `path` when neither is usable.
     """
     path = Path(path)
     try:
-        return _checked(load_checkpoint(path, map_location), path), path
+        return _checked(load_checkpoint(path, map_location), path, fmt), path
     except (FileNotFoundError, ValueError) as e:
         prev = previous_path(path)
         if not prev.is_file():
             raise
         try:
-            ckpt = _checked(load_checkpoint(prev, map_location), prev)
+            ckpt = _checked(load_checkpoint(prev, map_location), prev, fmt)
         except ValueError:
             raise e from None
         log.warning("%s; resuming from the previous checkpoint %s (step %s)", e, prev, ckpt["state"]["step"])
         return ckpt, prev
 
 
-def _checked(ckpt: Any, path: Path) -> dict:
-    if not isinstance(ckpt, dict) or ckpt.get("format") != TRAIN_FORMAT:
-        raise ValueError(f"{path} is not a data2vec training checkpoint")
-    missing = [k for k in ("config", "model", "teacher", "optimizer", "state", "rng") if k not in ckpt]
+def _checked(ckpt: Any, path: Path, fmt: str) -> dict:
+    if not isinstance(ckpt, dict) or ckpt.get("format") != fmt:
+        kind = "fine-tuning" if fmt == FINETUNE_RUN_FORMAT else "training"
+        raise ValueError(f"{path} is not a data2vec {kind} checkpoint")
+    missing = [k for k in RESUME_KEYS[fmt] if k not in ckpt]
     if missing:
         raise ValueError(f"{path} is not a complete training checkpoint: no {', '.join(missing)}")
     return ckpt

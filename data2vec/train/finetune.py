@@ -28,7 +28,9 @@ from data2vec import __version__
 from data2vec.config import PretrainConfig, from_dict, save_config, to_dict
 from data2vec.heads.finetuned import HeadConfig
 from data2vec.heads.model import EncoderWithHead
-from data2vec.train.checkpoint import load_checkpoint, rng_state, save_atomic, set_rng_state
+from data2vec.train.checkpoint import (
+    FINETUNE_RUN_FORMAT, load_checkpoint, load_train_checkpoint, rng_state, save_atomic, set_rng_state,
+)
 from data2vec.train.finetune_config import LOWER_IS_BETTER, SCHEDULES, FinetuneConfig, FinetuneTrainConfig
 from data2vec.train.logging import MetricLogger, truncate_metrics
 from data2vec.train.optim import no_weight_decay
@@ -145,14 +147,14 @@ class Finetuner:
                                            lr=tc.lr, betas=tc.betas, eps=tc.eps)
         self.state, self.best, self.history, self.window = FinetuneState(), None, [], []
         if resume:
-            self._restore(load_checkpoint(self.run_dir / LAST))
+            self._restore(load_train_checkpoint(self.run_dir / LAST, fmt=FINETUNE_RUN_FORMAT)[0])
         save_config(cfg, str(self.run_dir / "config.json"))
         self.metrics = MetricLogger(self.run_dir)
 
     # ------------------------------------------------------------------ checkpoints
     def _checkpoint(self) -> dict[str, Any]:
         s = self.state
-        return {"format": "data2vec-finetune-run", "version": __version__, "config": to_dict(self.cfg),
+        return {"format": FINETUNE_RUN_FORMAT, "version": __version__, "config": to_dict(self.cfg),
                 "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "state": {"step": s.step, "epoch": s.epoch, "batch_in_epoch": s.batch_in_epoch},
                 "best": self.best, "history": self.history, "window": self.window, "rng": rng_state()}

@@ -118,3 +118,17 @@ def test_non_finite_loss_stops_the_run_naming_the_step_and_the_last_good_checkpo
     saved = load_checkpoint(tmp_path / "run" / LAST)
     assert saved["state"]["step"] == 6
     assert all(torch.isfinite(v).all() for v in saved["model"].values() if v.is_floating_point())
+
+
+def test_a_torn_fine_tuning_checkpoint_falls_back_to_the_previous_one(tmp_path):
+    from data2vec.train.checkpoint import FINETUNE_RUN_FORMAT
+
+    path = tmp_path / "last.pt"
+    for step in (2, 4):
+        save_atomic({"format": FINETUNE_RUN_FORMAT, "config": {}, "model": {}, "optimizer": {}, "state": {"step": step},
+                     "rng": {}}, path)
+    path.write_bytes(b"")
+    ckpt, used = load_train_checkpoint(path, fmt=FINETUNE_RUN_FORMAT)
+    assert used == previous_path(path) and ckpt["state"]["step"] == 2
+    with pytest.raises(ValueError, match="is not a data2vec training checkpoint"):
+        load_train_checkpoint(previous_path(path))
