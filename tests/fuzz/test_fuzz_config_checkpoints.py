@@ -55,18 +55,12 @@ def test_corrupt_config_files_are_errors_naming_the_file(tmp_path, fuzz, corrupt
     good = tmp_path / "good.json"
     save_config(get_preset("data2vec2_image_tiny"), str(good))
     variants = [v for seed in range(20) for v in corrupt(good.read_bytes(), seed)]
+    variants += [("wrong_types", text.encode()) for text in [
+        '{"model": 3}', '{"train": {"lr": "fast"}}', '{"train": {"lr": [1]}}', "[]", "null",
+        '{"model": {"input": {"kind": "video"}}}', '{"data": {"kind": 7}}', '{"zzz": 1}', '{"train": {"lr": NaN}}']]
     for k, (name, bad) in enumerate(variants):
         path = tmp_path / f"c{k}_{name}.json"
         path.write_bytes(bad)
-        try:
-            load_config(str(path), PretrainConfig)
-            f.record("accepted")
-        except ConfigError as e:
-            f.error(e, str(path), "model", "data", "train", "config")
-    for k, text in enumerate(['{"model": 3}', '{"train": {"lr": "fast"}}', '{"train": {"lr": [1]}}', "[]", "null",
-                              '{"model": {"input": {"kind": "video"}}}', '{"data": {"kind": 7}}', '{"zzz": 1}']):
-        path = tmp_path / f"s{k}.json"
-        path.write_text(text)
         try:
             load_config(str(path), PretrainConfig)
             f.record("accepted")
