@@ -130,6 +130,19 @@ def identical(a: dict, b: dict) -> tuple[bool, str]:
     return True, ""
 
 
+def write_summary(root: Path, kind: str, trials: list[dict], ref_seconds: float, seconds: float) -> dict:
+    """Counts over the trials so far, written to ROOT/kill9.json."""
+    killed = [k for t in trials for k in t["kills"] if k["killed"]]
+    summary = {
+        "kind": kind, "trials": len(trials), "bit_exact": sum(t["bit_exact"] for t in trials),
+        "kills": len(killed), "kills_during_write": sum(k["during_write"] for k in killed),
+        "reference_seconds": round(ref_seconds, 1), "seconds": round(seconds, 1),
+        "command": " ".join(command(kind, Path("RUN"), False)[1:]), "trial_details": trials,
+    }
+    (root / "kill9.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--kind", choices=sorted(RUNS), default="pretrain")
@@ -162,14 +175,8 @@ def main() -> int:
         done = [k for k in kills if k["killed"]]
         print(f"trial {i:2d}: {len(done)} kill(s), {sum(k['during_write'] for k in done)} during a write: "
               f"{'bit-exact' if same else 'DIFFERS: ' + why}", flush=True)
-    killed = [k for t in trials for k in t["kills"] if k["killed"]]
-    summary = {
-        "kind": args.kind, "trials": len(trials), "bit_exact": sum(t["bit_exact"] for t in trials),
-        "kills": len(killed), "kills_during_write": sum(k["during_write"] for k in killed),
-        "reference_seconds": round(ref_seconds, 1), "seconds": round(time.monotonic() - t_all, 1),
-        "command": " ".join(command(args.kind, Path("RUN"), False)[1:]), "trial_details": trials,
-    }
-    (root / "kill9.json").write_text(json.dumps(summary, indent=2))
+        write_summary(root, args.kind, trials, ref_seconds, time.monotonic() - t_all)  # kept if stopped early
+    summary = write_summary(root, args.kind, trials, ref_seconds, time.monotonic() - t_all)
     print(f"| {args.kind} | {summary['bit_exact']}/{summary['trials']} | {summary['kills']} | "
           f"{summary['kills_during_write']} | {summary['seconds']:.0f} s |")
     return 0 if summary["bit_exact"] == summary["trials"] else 1

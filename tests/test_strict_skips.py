@@ -17,5 +17,6 @@ def test_an_unexpected_skip_fails_the_run_and_a_missing_package_does_not(tmp_pat
     bad = _run(tmp_path, "def test_skip():\n    pytest.skip('flaky on this machine')\n")
     assert bad.returncode == 1 and "unexpected skips" in bad.stdout and "flaky on this machine" in bad.stdout
     ok = _run(tmp_path, "def test_skip():\n    pytest.skip('espeak-ng is not installed (make setup installs it)')\n"
-                        "\n\n@pytest.mark.xfail(reason='known')\ndef test_x():\n    assert False\n")
+                        "\n\n@pytest.mark.xfail(reason='known')\ndef test_x():\n    assert False\n"
+                        "\n\n@pytest.mark.cuda\ndef test_gpu():\n    pytest.skip('needs a CUDA GPU')\n")
     assert ok.returncode == 0, ok.stdout
