@@ -10,7 +10,7 @@ def _run(tmp_path, body):
     shutil.copy(Path(__file__).parent / "conftest.py", tmp_path / "conftest.py")
     (tmp_path / "test_it.py").write_text("import pytest\n\n\ndef test_ok():\n    pass\n\n\n" + body)
     return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+                          cwd=tmp_path, capture_output=True, text=True, timeout=600)
 
 
 def test_an_unexpected_skip_fails_the_run_and_a_missing_package_does_not(tmp_path):
