@@ -32,7 +32,8 @@ from data2vec.eval.probe import linear_probe
 from data2vec.heads.classification import masked_mean
 from data2vec.data.text_pretrain import text_tokenizer
 from data2vec.presets import get_preset
-from data2vec.heads.finetuned import HeadConfig, build_finetuned
+from data2vec.heads.finetuned import HeadConfig
+from data2vec.models import build_finetuned
 from data2vec.train.finetune_run import load_backbone
 from data2vec.train.finetune_text import encode_sentences
 from data2vec.train.pretrain import Trainer

@@ -10,12 +10,14 @@ from typing import Any, Optional
 
 import torch
 
+from data2vec.checkpoints.load import load_model
 from data2vec.config import PretrainConfig, apply_overrides
 from data2vec.data.image import FASHION_MNIST_DIR, IdxImages, TransformedImages, collate_images, eval_transform
 from data2vec.eval.probe import encoder_features, extract_features, flatten_pixels, probe_report
 from data2vec.presets import get_preset
 from data2vec.train.logging import read_metrics
-from data2vec.train.pretrain import build_model, load_pretrained, pretrain
+from data2vec.models import build_model
+from data2vec.train.pretrain import pretrain
 
 DEMO_PRESET = "data2vec2_image_fmnist"
 
@@ -39,7 +41,7 @@ def probe_table(cfg: PretrainConfig, checkpoint: Path, probe_train: int, weights
     encoders = [
         ("raw pixels", flatten_pixels),
         ("random-weight encoder", encoder_features(random_model, pooling)),
-        (f"pretrained encoder ({weights})", encoder_features(load_pretrained(checkpoint, weights), pooling)),
+        (f"pretrained encoder ({weights})", encoder_features(load_model(checkpoint, weights).model, pooling)),
     ]
     rows = []
     for name, fn in encoders:

@@ -6,7 +6,7 @@ import torch
 from data2vec.config import apply_overrides
 from data2vec.data.synthetic import synthetic_batch
 from data2vec.presets import get_preset, list_presets, tiny_overrides
-from data2vec.train.pretrain import build_model
+from data2vec.models import build_model
 
 
 def tiny_inputs(cfg, batch=2):

@@ -9,7 +9,8 @@ import torch
 
 from data2vec.config import apply_overrides, from_dict, to_dict
 from data2vec.data.synthetic import synthetic_batch
-from data2vec.heads.finetuned import HeadConfig, build_finetuned
+from data2vec.heads.finetuned import HeadConfig
+from data2vec.models import build_finetuned
 from data2vec.presets import get_preset, tiny_overrides
 from data2vec.recipes import DEFAULTS, get_recipe, list_recipes
 from data2vec.train.finetune import finetune_lr, finetune_param_groups

@@ -18,6 +18,7 @@ from data2vec.checkpoints.keymaps import (
 )
 from data2vec.checkpoints.unpickle import CheckpointReadError, load_checkpoint, resolve_interpolations
 from data2vec.config import ConfigError, PretrainConfig, from_dict, to_dict
+from data2vec.models import build_model
 from data2vec.presets import get_preset
 
 PRESET_FOR = {"image": "data2vec2_image_base", "audio": "data2vec2_audio_base", "text": "data2vec2_text_base"}
@@ -79,8 +80,6 @@ def import_fairseq(
     Returns (config, student state dict for `Data2Vec2Model`, EMA teacher state dict for
     `model.make_teacher().module` or None when the file has no `_ema`).
     """
-    from data2vec.train.pretrain import build_model
-
     path = Path(path)
     ckpt = load_checkpoint(path) if ckpt is None else ckpt
     model_cfg = stored_model_cfg(ckpt, path)

@@ -11,7 +11,8 @@ from torch import Tensor
 
 from data2vec.checkpoints.keymaps import KeyMap, KeyMapError, map_state
 from data2vec.config import ConfigError, PretrainConfig, from_dict
-from data2vec.heads.finetuned import HeadConfig, build_finetuned
+from data2vec.heads.finetuned import HeadConfig
+from data2vec.models import build_model
 
 # The backbone prefix of a fairseq `wav2vec_ctc` wrapper.
 W2V = "w2v_encoder.w2v_model."
@@ -106,9 +107,7 @@ def _build_cfg(data: dict, where: str) -> PretrainConfig:
 
 
 def _model_keys(cfg: PretrainConfig, head: Optional[HeadConfig]) -> tuple[dict[str, Tensor], Any]:
-    from data2vec.train.pretrain import build_model
-
-    model = build_finetuned(cfg.model, head) if head is not None else build_model(cfg.model)
+    model = build_model(cfg.model, head)
     return model.state_dict(), model
 
 

@@ -44,7 +44,8 @@ from data2vec.checkpoints import hf_keymaps as hk
 from data2vec.checkpoints.keymaps import KeyMap, map_state
 from data2vec.checkpoints.pretrained import read_safetensors
 from data2vec.config import ConfigError, ModelConfig
-from data2vec.heads.finetuned import HeadConfig, build_finetuned
+from data2vec.heads.finetuned import HeadConfig
+from data2vec.models import build_finetuned
 
 log = logging.getLogger(__name__)
 

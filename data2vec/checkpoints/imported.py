@@ -17,8 +17,8 @@ if TYPE_CHECKING:
 class Imported:
     """What a checkpoint file holds, in our layout.
 
-    `student` loads into `build_model(cfg.model)` (pretraining) or
-    `build_finetuned(cfg.model, head)` (fine-tuned, `head` set); `teacher` into
+    `student` loads into `build_model(cfg.model, head)` (pretraining, or fine-tuned when
+    `head` is set); `teacher` into
     `model.make_teacher().module`. `dropped` lists every file key left out, with the reason.
     """
 

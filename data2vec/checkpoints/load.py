@@ -1,58 +1,131 @@
-"""One entry point for weights in any supported format (for `convert`, `inspect` and
-`pretrain --init`)."""
+"""One loader for weights in every supported format.
+
+`load_model(path)` gives a ready model; `read_checkpoint(path)` the states in our layout (what
+`convert`, `inspect` and `pretrain --init` need). Formats, detected by content:
+
+- "run": a pretraining run folder, or its `checkpoints/last.pt` (a `data2vec-train-checkpoint`);
+- "ours": our safetensors folder (`config.json` without `model_type`, `model.safetensors`);
+- "fairseq": a torch file from Meta: fairseq `.pt` (data2vec 1.0 / 2.0, pretrained or
+  fine-tuned) or a BEiT-repository `.pth`;
+- "hf": a Hugging Face transformers Data2Vec* folder (`config.json` with a `model_type`).
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
-from typing import Optional
+from typing import Any, NamedTuple, Optional
 
-from torch import Tensor
+import torch
+from torch import Tensor, nn
 
+from data2vec.checkpoints.fairseq_v1 import import_checkpoint
+from data2vec.checkpoints.huggingface import OUR_KIND, PRESET, import_hf
 from data2vec.checkpoints.imported import Imported
-from data2vec.config import PretrainConfig
+from data2vec.checkpoints.pretrained import CONFIG_FILE, from_pretrained, load_strict, read_head
+from data2vec.checkpoints.unpickle import CheckpointReadError, load_checkpoint
+from data2vec.config import ConfigError, PretrainConfig, from_dict
+from data2vec.heads.finetuned import HeadConfig
+from data2vec.models import build_model
+from data2vec.presets import get_preset
 
-# "fairseq": a torch file from Meta (fairseq `.pt`, or a BEiT-repository `.pth`); "ours": our
-# folder; "hf": a Hugging Face transformers Data2Vec* folder.
-FORMATS = ("fairseq", "ours", "hf")
+FORMATS = ("run", "ours", "fairseq", "hf")
+RUN_CHECKPOINT = "checkpoints/last.pt"  # inside a run folder
+RUN_EXPORT = "export"  # our safetensors folder a finished (or stopped) run writes
+TRAIN_FORMAT = "data2vec-train-checkpoint"  # the "format" entry of a run's last.pt
+WEIGHTS = ("student", "teacher")
+
+
+class LoadedModel(NamedTuple):
+    """What `load_model` returns: the model (eval mode), its config and, for a fine-tuned
+    model, its head config (None for pretraining weights)."""
+
+    model: nn.Module
+    cfg: PretrainConfig
+    head: Optional[HeadConfig]
+
+
+def load_model(path: str | Path, weights: str = "student", source: Optional[str] = None,
+               device: Optional[str | torch.device] = None) -> LoadedModel:
+    """The model stored at `path` in any format of `FORMATS` (detected from the content, or
+    forced with `source`), with its student or EMA `teacher` weights, in eval mode.
+
+    Pretraining weights give the pretraining model (`build_model(cfg.model)`); fine-tuned ones
+    an `EncoderWithHead` with `head` set. The teacher keeps the student's tensors where it has
+    none of its own (the pretraining decoder; a frozen local encoder).
+    """
+    if weights not in WEIGHTS:
+        raise ValueError(f"weights must be one of {WEIGHTS}, got {weights!r}")
+    imp = read_checkpoint(path, source)
+    model = build_model(imp.cfg.model, imp.head)
+    load_strict(model, imp.student, Path(path))
+    if weights == "teacher":
+        if imp.teacher is None:
+            raise ValueError(f"{path}: has no EMA teacher weights ({imp.source}); use weights='student'")
+        own = model.state_dict()
+        unknown = sorted(set(imp.teacher) - set(own))
+        if unknown:
+            raise KeyError(f"{path}: teacher key(s) without a student counterpart: {unknown[:5]}")
+        load_strict(model, {**own, **imp.teacher}, Path(path))
+    model.eval()
+    return LoadedModel(model.to(device) if device is not None else model, imp.cfg, imp.head)
 
 
 def detect_format(path: str | Path) -> str:
-    """"fairseq" for a file; for a folder, "hf" when its config.json names a transformers
-    `model_type`, else "ours"."""
-    path = Path(path)
+    """The format of `path` (one of `FORMATS`), from its content. A file is read to tell a
+    run's `last.pt` from Meta's files; `read_checkpoint` reads it only once."""
+    return _detect(Path(path))[0]
+
+
+def _detect(path: Path) -> tuple[str, Optional[dict[str, Any]]]:
+    """(format, the file's contents for a file)."""
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file or folder")
-    if not path.is_dir():
-        return "fairseq"
-    try:
-        config = json.loads((path / "config.json").read_text())
-    except (OSError, json.JSONDecodeError):
-        return "ours"  # from_pretrained names what is missing or malformed
-    return "hf" if isinstance(config, dict) and "model_type" in config else "ours"
+    if path.is_dir():
+        if (path / RUN_CHECKPOINT).is_file():
+            return "run", None
+        if not (path / CONFIG_FILE).is_file():
+            raise FileNotFoundError(f"{path}: not a checkpoint folder (expected {RUN_CHECKPOINT} of a run, or "
+                                    f"{CONFIG_FILE} of our or a transformers folder)")
+        try:
+            config = json.loads((path / CONFIG_FILE).read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise ConfigError(f"{path / CONFIG_FILE}: not readable JSON: {e}") from e
+        return ("hf" if isinstance(config, dict) and "model_type" in config else "ours"), None
+    ckpt = load_checkpoint(path)
+    return ("run" if ckpt.get("format") == TRAIN_FORMAT else "fairseq"), ckpt
 
 
-def read_checkpoint(path: str | Path, source: Optional[str] = None, num_heads: Optional[int] = None) -> Imported:
+def read_checkpoint(path: str | Path, source: Optional[str] = None, num_heads: Optional[int] = None,
+                    ckpt: Optional[dict[str, Any]] = None) -> Imported:
     """Everything a checkpoint holds, in our layout: config, student (or fine-tuned model)
     state, EMA teacher state, head config (fine-tuned files) and the keys left out, with why.
 
-    `source` is "fairseq" or "ours" (default: detected). `num_heads` cross-checks the head count
-    of BEiT files (which store no config). Every state has been checked key by key and shape by
-    shape against the module it loads into.
+    `source` forces a format of `FORMATS` (default: detected). `num_heads` cross-checks the
+    head count of BEiT files (which store no config). `ckpt`: the file's contents, when the
+    caller has read them already. Every state is checked key by key and shape by shape
+    against the module it loads into.
     """
-    source = source or detect_format(path)
+    path = Path(path)
+    if source is not None and source not in FORMATS:
+        raise ValueError(f"{path}: unknown checkpoint format {source!r}; expected one of {FORMATS}")
+    if source is None:
+        source, read = _detect(path)
+        ckpt = ckpt if ckpt is not None else read
+    if source == "run":
+        return _read_run(path, ckpt)
     if source == "fairseq":
-        from data2vec.checkpoints.fairseq_v1 import import_checkpoint
-
-        return import_checkpoint(path, num_heads=num_heads)
+        if path.is_dir():
+            raise ValueError(f"{path}: a folder, but --from fairseq expects a fairseq .pt or BEiT .pth file")
+        ckpt = ckpt if ckpt is not None else load_checkpoint(path)
+        if ckpt.get("format") == TRAIN_FORMAT:
+            raise ValueError(f"{path}: a data2vec training checkpoint, not a fairseq/BEiT file; use --from run")
+        return import_checkpoint(path, num_heads=num_heads, ckpt=ckpt)
     if source == "ours":
-        from data2vec.checkpoints.pretrained import from_pretrained, read_head
-
         model, cfg, teacher = from_pretrained(path)  # a full load validates keys and shapes
         return Imported(cfg, model.state_dict(), teacher, read_head(path), "data2vec checkpoint folder")
-    if source == "hf":
-        return _read_hf(path)
-    raise ValueError(f"{path}: unknown checkpoint format {source!r}; expected one of {FORMATS}")
+    return _read_hf(path)
 
 
 def read_weights(
@@ -72,14 +145,31 @@ def read_weights(
     return imp.cfg, imp.student, imp.teacher
 
 
-def _read_hf(path: str | Path) -> Imported:
+def _read_run(path: Path, ckpt: Optional[dict[str, Any]]) -> Imported:
+    """A run folder or its last.pt: the config, student and EMA teacher of the last step."""
+    file = path / RUN_CHECKPOINT if path.is_dir() else path
+    if ckpt is None:
+        if not file.is_file():
+            raise FileNotFoundError(f"{path}: not a run folder or training checkpoint ({RUN_CHECKPOINT} is missing)")
+        ckpt = load_checkpoint(file)
+    if ckpt.get("format") != TRAIN_FORMAT:
+        raise CheckpointReadError(f"{file}: not a data2vec training checkpoint (expected 'format': {TRAIN_FORMAT!r})")
+    try:
+        cfg = from_dict(PretrainConfig, ckpt["config"])
+        student, teacher = ckpt["model"], ckpt["teacher"]["module"]
+    except (KeyError, TypeError) as e:
+        raise CheckpointReadError(f"{file}: training checkpoint without its {e} entry") from None
+    except ConfigError as e:
+        raise ConfigError(f"{file}: {e}") from None
+    model = build_model(cfg.model)
+    load_strict(model, student, file)
+    load_strict(model.make_teacher().module, teacher, file)
+    return Imported(cfg, student, teacher, None, "data2vec training checkpoint")
+
+
+def _read_hf(path: Path) -> Imported:
     """A transformers folder as a data2vec 1.0 checkpoint; data and training settings come from
     the matching released-architecture preset."""
-    import dataclasses
-
-    from data2vec.checkpoints.huggingface import OUR_KIND, PRESET, import_hf
-    from data2vec.presets import get_preset
-
     dropped: dict[str, str] = {}
     model_cfg, head, state = import_hf(path, dropped=dropped)
     cfg = dataclasses.replace(get_preset(PRESET[OUR_KIND[model_cfg.input.kind]]), model=model_cfg)

@@ -7,17 +7,20 @@ backbone's `PretrainConfig` plus a `"head"` entry with the `HeadConfig` fields, 
 
 from __future__ import annotations
 
+import json
+import typing
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any, Optional
 
-import json
-
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from data2vec.config import ConfigError, PretrainConfig, from_dict, save_config
+from data2vec.heads.finetuned import HEAD_KINDS, HeadConfig
+from data2vec.models import build_model
 
 CONFIG_FILE, MODEL_FILE, TEACHER_FILE = "config.json", "model.safetensors", "teacher.safetensors"
 FORMAT_NAME, FORMAT_VERSION = "data2vec", 1
@@ -51,7 +54,7 @@ def save_pretrained(
     `model` may be a module (DDP/compile wrappers are unwrapped) or a state dict; `teacher` an
     `EMATeacher`, its module, or a state dict. `metadata` (str -> str, e.g. the source file) is
     stored in the safetensors header. `head` (a `HeadConfig`) marks a fine-tuned
-    `EncoderWithHead` built by `build_finetuned(cfg.model, head)`. Returns the directory.
+    `EncoderWithHead` built by `build_model(cfg.model, head)`. Returns the directory.
     """
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
@@ -59,8 +62,6 @@ def save_pretrained(
     state = model if isinstance(model, dict) else _unwrap(model).state_dict()
     save_config(cfg, str(out / CONFIG_FILE))
     if head is not None:
-        from dataclasses import asdict
-
         data = json.loads((out / CONFIG_FILE).read_text())
         data[HEAD_ENTRY] = asdict(head)
         (out / CONFIG_FILE).write_text(json.dumps(data, indent=2))
@@ -92,11 +93,6 @@ def read_config(path: str | Path) -> tuple[PretrainConfig, Optional[Any]]:
 
 def _head_config(data: dict, path: Any) -> Any:
     # Not through from_dict: its "kind" field means a registered config kind, which HeadConfig's is not.
-    import typing
-    from dataclasses import fields
-
-    from data2vec.heads.finetuned import HEAD_KINDS, HeadConfig
-
     types = typing.get_type_hints(HeadConfig)
     known = {f.name for f in fields(HeadConfig)}
     unknown = sorted(set(data) - known)
@@ -136,8 +132,6 @@ def read_safetensors(path: Path) -> dict[str, Tensor]:
 
 def read_metadata(path: str | Path) -> dict[str, str]:
     """The safetensors header metadata of `path` (empty when none)."""
-    from safetensors import safe_open
-
     with safe_open(str(path), framework="pt") as f:
         return dict(f.metadata() or {})
 
@@ -146,19 +140,16 @@ def from_pretrained(directory: str | Path) -> tuple[nn.Module, PretrainConfig, O
     """Rebuild the model from a saved folder. Returns (model, config, teacher state or None);
     the teacher state loads into `model.make_teacher().module`. Keys must match exactly.
     A fine-tuned folder gives an `EncoderWithHead` (its `HeadConfig`: `read_head`)."""
-    from data2vec.heads.finetuned import build_finetuned
-    from data2vec.train.pretrain import build_model
-
     cfg, state, teacher = read_pretrained(directory)
     head = read_head(directory)
-    model = build_finetuned(cfg.model, head) if head is not None else build_model(cfg.model)
-    _load_strict(model, state, Path(directory) / MODEL_FILE)
+    model = build_model(cfg.model, head)
+    load_strict(model, state, Path(directory) / MODEL_FILE)
     if teacher is not None and hasattr(model, "make_teacher"):
-        _load_strict(model.make_teacher().module, teacher, Path(directory) / TEACHER_FILE)
+        load_strict(model.make_teacher().module, teacher, Path(directory) / TEACHER_FILE)
     return model, cfg, teacher
 
 
-def _load_strict(module: nn.Module, state: dict[str, Tensor], path: Path) -> None:
+def load_strict(module: nn.Module, state: dict[str, Tensor], path: Path) -> None:
     """load_state_dict(strict) with errors that name the file and the keys."""
     own = module.state_dict()
     unknown = sorted(set(state) - set(own))

@@ -65,9 +65,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _export_hf(cfg, student, head, output: str) -> None:
     from data2vec.checkpoints.huggingface import export_hf
-    from data2vec.heads.finetuned import build_finetuned
-    from data2vec.train.pretrain import build_model
+    from data2vec.models import build_model
 
-    model = build_finetuned(cfg.model, head) if head is not None else build_model(cfg.model)
+    model = build_model(cfg.model, head)
     model.load_state_dict(student)
     export_hf(model, cfg.model, head, output)

@@ -8,6 +8,7 @@ import argparse
 import json
 from pathlib import Path
 
+from data2vec.checkpoints.load import read_weights
 from data2vec.config import PretrainConfig, apply_overrides, from_dict, load_config, to_dict
 from data2vec.presets import get_preset
 from data2vec.train.checkpoint import load_train_checkpoint
@@ -35,8 +36,6 @@ def resolve_config(args: argparse.Namespace) -> PretrainConfig:
             raise ValueError("--resume takes the run's own config; do not pass --preset or --config")
         cfg = from_dict(PretrainConfig, load_train_checkpoint(Path(args.out) / LAST)[0]["config"])
     elif args.init and not (args.preset or args.config):
-        from data2vec.checkpoints.load import read_weights
-
         cfg = read_weights(args.init)[0]
     elif args.config:
         cfg = load_config(args.config)

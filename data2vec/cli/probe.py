@@ -5,11 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 
-from data2vec.config import PretrainConfig, from_dict
+from data2vec.checkpoints.load import load_model
 from data2vec.data.image import TransformedImages, collate_images, eval_transform, open_images
 from data2vec.eval.probe import POOLINGS, encoder_features, extract_features, probe_report
-from data2vec.train.checkpoint import load_checkpoint
-from data2vec.train.pretrain import load_pretrained
 
 HELP = "linear probe and kNN on frozen features of a checkpoint"
 
@@ -27,7 +25,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    cfg = from_dict(PretrainConfig, load_checkpoint(args.checkpoint)["config"])
+    model, cfg, _ = load_model(args.checkpoint, args.weights)
     inp = cfg.model.input
     if inp.kind not in ("image", "beit"):
         raise ValueError(f"{args.checkpoint}: probe supports image models; this one is {inp.kind!r}")
@@ -38,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
         if getattr(images, "labels", None) is None or min(images.labels) < 0:
             raise ValueError(f"{path}: probing needs labels (an idx labels file beside it, or one sub-folder per class)")
         datasets.append(TransformedImages(images, tf))
-    fn = encoder_features(load_pretrained(args.checkpoint, args.weights), args.pooling)
+    fn = encoder_features(model, args.pooling)
     train = extract_features(fn, datasets[0], collate_images, args.batch_size)
     test = extract_features(fn, datasets[1], collate_images, args.batch_size)
     report = probe_report(train, test, args.knn_k or None)

@@ -3,21 +3,18 @@
 Our fine-tuning runs and imported fine-tuned checkpoints (fairseq `wav2vec_ctc`,
 `mae_image_classification`, `data2vec_text_classification`, BEiT fine-tuned files, Hugging
 Face `*ForCTC`, `*ForSequenceClassification`, `*ForImageClassification`) all become an
-`EncoderWithHead` built by `build_finetuned(model_cfg, head_cfg)`; its state dict keys are
+`EncoderWithHead` built by `data2vec.models.build_model(model_cfg, head_cfg)`; its state dict keys are
 `modality.*`, `encoder.*` and `head.*`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
-
-from torch import Tensor, nn
+from torch import nn
 
 from data2vec.config import ModelConfig
 from data2vec.heads.classification import MeanPoolClassifier, PooledNormClassifier
 from data2vec.heads.ctc import CTCHead
-from data2vec.heads.model import EncoderWithHead, FeatureMaskConfig
 from data2vec.heads.sequence import FirstTokenHead
 from data2vec.heads.token import TokenHead
 
@@ -55,26 +52,3 @@ def make_head(model_cfg: ModelConfig, head: HeadConfig, num_extra_tokens: int) -
     text_head = TokenHead(dim, n, head.dropout) if head.kind == "token_classification" else FirstTokenHead(dim, n, head.dropout)
     text_head.apply(init_bert_params)  # as fairseq's RoBERTa heads
     return text_head
-
-
-def build_finetuned(model_cfg: ModelConfig, head: HeadConfig, backbone_state: Optional[dict[str, Tensor]] = None,
-                    freeze_local: bool = False, feature_mask: Optional[FeatureMaskConfig] = None) -> EncoderWithHead:
-    """Backbone of `model_cfg` (its pretraining decoder/head left out) with the task head.
-
-    `backbone_state`: pretraining weights (a state dict of `build_model(model_cfg)`) loaded
-    before the pretraining parts are dropped.
-    """
-    from data2vec.train.pretrain import build_model  # the trainer imports the heads
-
-    if head.kind not in HEAD_KINDS:
-        raise ValueError(f"head kind {head.kind!r}; expected one of {HEAD_KINDS}")
-    model = build_model(model_cfg)
-    if backbone_state is not None:
-        try:
-            model.load_state_dict(backbone_state)
-        except RuntimeError as e:
-            raise ValueError(f"the pretrained weights do not fit the model config: {e}") from e
-    task_head = make_head(model_cfg, head, model.modality.num_extra_tokens)
-    if not head.final_norm:
-        model.encoder.norm = None
-    return EncoderWithHead(model.modality, model.encoder, task_head, freeze_local, feature_mask)

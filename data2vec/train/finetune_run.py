@@ -12,10 +12,10 @@ from typing import Any, Optional
 import torch
 from torch import Tensor
 
-from data2vec.config import ModelConfig, PretrainConfig, from_dict
-from data2vec.heads.finetuned import build_finetuned
+from data2vec.config import ModelConfig, PretrainConfig
+from data2vec.checkpoints.load import read_weights
 from data2vec.heads.model import EncoderWithHead, FeatureMaskConfig
-from data2vec.train.checkpoint import load_checkpoint
+from data2vec.models import build_finetuned
 from data2vec.train.finetune import Finetuner, finetune_config_of, read_finetuned
 from data2vec.train.finetune_config import TASKS, FinetuneConfig, FinetuneModelConfig
 
@@ -53,18 +53,7 @@ def load_backbone(init: str, preset: str, weights: str = "student") -> tuple[Pre
         from data2vec.presets import get_preset
 
         return get_preset(preset), None
-    path = Path(init)
-    if path.is_file():
-        ckpt = load_checkpoint(path)
-        if ckpt.get("format") == "data2vec-train-checkpoint":
-            cfg, state = from_dict(PretrainConfig, ckpt["config"]), dict(ckpt["model"])
-            if weights == "random":
-                return cfg, None
-            teacher = ckpt["teacher"].get("module") if weights == "teacher" else None
-            return cfg, {**state, **teacher} if teacher else state
-    from data2vec.checkpoints.load import read_weights
-
-    cfg, state, teacher = read_weights(path)
+    cfg, state, teacher = read_weights(init)  # any format, runs and their last.pt included
     if weights == "random":
         return cfg, None
     if weights == "teacher" and teacher is None:

@@ -14,9 +14,10 @@ import torch
 from tqdm import tqdm
 
 from data2vec import __version__
-from data2vec.algorithms.data2vec1 import Data2Vec1Model
-from data2vec.algorithms.data2vec2 import Data2Vec2Model
-from data2vec.config import ModelConfig, PretrainConfig, from_dict, save_config, to_dict
+from data2vec.checkpoints.load import RUN_CHECKPOINT, RUN_EXPORT, TRAIN_FORMAT, read_weights
+from data2vec.checkpoints.pretrained import save_pretrained
+from data2vec.config import PretrainConfig, from_dict, save_config, to_dict
+from data2vec.models import build_model
 from data2vec.train import distributed
 from data2vec.train.checkpoint import (
     load_checkpoint, load_train_checkpoint, previous_path, rng_state, save_atomic, set_rng_state,
@@ -29,22 +30,12 @@ from data2vec.train.schedules import learning_rate
 from data2vec.train.step import backward, clip_gradients, optimizer_step, set_lr
 
 log = logging.getLogger("data2vec")
-LAST = "checkpoints/last.pt"
+LAST = RUN_CHECKPOINT
 
 
 def resolve_device(name: str) -> torch.device:
     """`auto`: this rank's GPU when there is one, else the CPU."""
     return distributed.resolve_device(name, distributed.env().local_rank)
-
-
-MODELS = {1: Data2Vec1Model, 2: Data2Vec2Model}
-
-
-def build_model(cfg: ModelConfig) -> torch.nn.Module:
-    """The model for `cfg.version`: 1 = data2vec 1.0, 2 = data2vec 2.0."""
-    if cfg.version not in MODELS:
-        raise ValueError(f"model.version={cfg.version} is not supported; expected one of {sorted(MODELS)}")
-    return MODELS[cfg.version](cfg)
 
 
 @dataclass
@@ -166,8 +157,6 @@ class Trainer:
 
     def _load_init(self, init: str | Path) -> Optional[dict[str, Any]]:
         """Continued pretraining: student (and teacher, when the file has one) from `init`."""
-        from data2vec.checkpoints.load import read_weights
-
         _, student, teacher = read_weights(init)
         try:
             self.model.load_state_dict(student)
@@ -184,7 +173,7 @@ class Trainer:
         rngs = distributed.all_gather_objects(rng_state())
         sharded = distributed.is_sharded(self.model)
         ckpt = {
-            "format": "data2vec-train-checkpoint",
+            "format": TRAIN_FORMAT,
             "version": __version__,
             "config": to_dict(self.cfg),
             # Full weights even under FSDP, so every loader and exporter reads this one file.
@@ -222,6 +211,25 @@ class Trainer:
         distributed.barrier()
         self.last_good = (self.state.step, path)
         return path
+
+    def export(self) -> Path:
+        """Write the run's weights as our safetensors folder (RUN/export/: config, student,
+        EMA teacher; no pickle). Written beside and then swapped in, so a crash leaves the
+        previous export whole. Rank 0 writes; every rank must call this."""
+        final, tmp, old = (self.run_dir / f"{RUN_EXPORT}{s}" for s in ("", ".tmp", ".old"))
+        state = distributed.full_model_state(self.model)  # a collective under FSDP
+        if self.dist.is_main:
+            for stale in (tmp, old):
+                shutil.rmtree(stale, ignore_errors=True)
+            save_pretrained(state, self.cfg, tmp, teacher=self.teacher.module,
+                            metadata={"source": self.run_dir.name, "source_format": "data2vec",
+                                      "step": str(self.state.step)})
+            if final.exists():
+                final.rename(old)
+            tmp.rename(final)
+            shutil.rmtree(old, ignore_errors=True)
+        distributed.barrier()
+        return final
 
     def _restore(self, ckpt: dict[str, Any]) -> None:
         if "sharded" in ckpt:  # any world size, sharded or not: DCP reshards on load
@@ -395,9 +403,10 @@ class Trainer:
             if self.metrics is not None:
                 self.metrics.close()
         self.save()
+        export = self.export()
         elapsed = time.perf_counter() - t0
         return {"steps": s.step, "steps_this_run": s.step - start_step, "seconds": elapsed,
-                "skipped": s.skipped, "checkpoint": str(self.run_dir / LAST)}
+                "skipped": s.skipped, "checkpoint": str(self.run_dir / LAST), "export": str(export)}
 
     def _time_up(self, t0: float, log_step: bool) -> bool:
         """Rank 0's clock decides, at logging steps, so every rank stops after the same step."""
@@ -417,23 +426,3 @@ def pretrain(cfg: PretrainConfig, run_dir: str | Path, resume: bool = False, for
     with distributed.distributed_run(cfg.train.device):
         return Trainer(cfg, run_dir, resume=resume, force=force, init=init).train(progress=progress)
 
-
-def load_pretrained(path: str | Path, weights: str = "student", device: Optional[str] = None) -> torch.nn.Module:
-    """Rebuild a model from one of our training checkpoints (student or EMA teacher weights)."""
-    return model_from_checkpoint(load_checkpoint(path), weights, device, str(path))
-
-
-def model_from_checkpoint(ckpt: dict[str, Any], weights: str = "student", device: Optional[str] = None,
-                          path: str = "checkpoint") -> torch.nn.Module:
-    """`load_pretrained` for a checkpoint dict already in memory."""
-    cfg = from_dict(PretrainConfig, ckpt["config"])
-    model = build_model(cfg.model)
-    model.load_state_dict(ckpt["model"])
-    if weights == "teacher":
-        missing = model.load_state_dict(ckpt["teacher"]["module"], strict=False)
-        if missing.unexpected_keys:
-            raise ValueError(f"{path}: teacher keys without a student counterpart: {missing.unexpected_keys[:5]}")
-    elif weights != "student":
-        raise ValueError(f"weights must be 'student' or 'teacher', got {weights!r}")
-    model.eval()
-    return model.to(device) if device else model

@@ -10,7 +10,7 @@ from data2vec.algorithms.data2vec1 import Data2Vec1Model
 from data2vec.config import apply_overrides
 from data2vec.data.synthetic import synthetic_batch
 from data2vec.presets import get_preset, tiny_overrides
-from data2vec.train.pretrain import build_model
+from data2vec.models import build_model
 
 TINY = {"audio": "data2vec_audio_tiny", "text": "data2vec_text_tiny", "beit": "data2vec_image_tiny"}
 

@@ -150,12 +150,11 @@ def make_v1_model(kind: str, head=None, seed: int = 0):
     """(config, model, teacher module or None): a tiny 1.0 model (fine-tuned `EncoderWithHead`
     when `head` is a HeadConfig) with random non-zero weights everywhere, and an EMA teacher
     whose weights differ from the student's."""
-    from data2vec.heads.finetuned import build_finetuned
-    from data2vec.train.pretrain import build_model
+    from data2vec.models import build_model
 
     torch.manual_seed(seed)
     cfg = tiny_v1_config(kind, per_layer=head is not None and kind == "beit")
-    model = (build_finetuned(cfg.model, head) if head is not None else build_model(cfg.model)).eval()
+    model = build_model(cfg.model, head).eval()
     with torch.no_grad():  # biases, LayerNorms and relative-position tables start constant
         for p in model.parameters():
             p.add_(0.02 * torch.randn_like(p))

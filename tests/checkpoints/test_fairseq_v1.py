@@ -16,8 +16,8 @@ from data2vec.checkpoints.unpickle import CheckpointReadError
 from data2vec.cli import main
 from data2vec.config import ConfigError
 from data2vec.data.synthetic import synthetic_batch
-from data2vec.heads.finetuned import HeadConfig, build_finetuned
-from data2vec.train.pretrain import build_model
+from data2vec.heads.finetuned import HeadConfig
+from data2vec.models import build_finetuned, build_model
 
 from .conftest import audio_state_by_hand, beit_index, beit_state_by_hand, make_v1_model, tiny_v1_config
 
@@ -44,7 +44,7 @@ def _exact(a: dict, b: dict) -> None:
 
 
 def _rebuild(imp):
-    model = build_finetuned(imp.cfg.model, imp.head) if imp.head else build_model(imp.cfg.model)
+    model = build_model(imp.cfg.model, imp.head)
     model.eval().load_state_dict(imp.student)
     return model
 

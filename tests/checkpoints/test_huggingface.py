@@ -13,7 +13,7 @@ from data2vec.algorithms.data2vec1 import Data2Vec1Model
 from data2vec.checkpoints.huggingface import export_hf, import_hf
 from data2vec.checkpoints.keymaps import KeyMapError
 from data2vec.config import ConfigError
-from data2vec.heads.finetuned import build_finetuned
+from data2vec.models import build_finetuned
 
 TOL = 1e-4
 D, L, H = 32, 2, 2

@@ -9,7 +9,8 @@ from data2vec.config import apply_overrides
 from data2vec.data.audio_pretrain import AudioDataConfig, build_audio_data
 from data2vec.presets import get_preset
 from data2vec.train.logging import read_metrics
-from data2vec.train.pretrain import build_model, pretrain
+from data2vec.models import build_model
+from data2vec.train.pretrain import pretrain
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from data2vec.config import apply_overrides
 from data2vec.data.synthetic import synthetic_batch
 from data2vec.modalities.text import make_positions
 from data2vec.presets import get_preset, tiny_overrides
-from data2vec.train.pretrain import build_model
+from data2vec.models import build_model
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,8 @@ from data2vec.config import apply_overrides
 from data2vec.presets import get_preset
 from data2vec.train.checkpoint import load_checkpoint, save_atomic
 from data2vec.train.logging import read_metrics
-from data2vec.train.pretrain import Trainer, load_pretrained, pretrain
+from data2vec.checkpoints.load import load_model
+from data2vec.train.pretrain import Trainer, pretrain
 from data2vec.train.schedules import cosine_with_warmup
 
 
@@ -71,7 +72,7 @@ def test_checkpoint_holds_everything_and_loads_without_pickle(fmnist_train, tmp_
     ck = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
     assert {"model", "teacher", "optimizer", "scheduler", "state", "rng", "config"} <= set(ck)
     assert ck["state"]["step"] == 2
-    model = load_pretrained(tmp_path / "run" / "checkpoints" / "last.pt", "teacher")
+    model = load_model(tmp_path / "run" / "checkpoints" / "last.pt", "teacher").model
     assert not model.training
 
 
