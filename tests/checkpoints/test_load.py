@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from data2vec.checkpoints.load import TRAIN_FORMAT, detect_format, load_model, read_checkpoint
+from data2vec import load_model, read_checkpoint
+from data2vec.checkpoints.load import TRAIN_FORMAT, detect_format
 from data2vec.checkpoints.pretrained import save_pretrained
 from data2vec.config import to_dict
 
