@@ -5,7 +5,7 @@ import torch
 from data2vec.config import apply_overrides
 from data2vec.nn.attention import Attention, combine_masks
 from data2vec.presets import get_preset, tiny_overrides
-from data2vec.train.pretrain import build_model
+from data2vec.models import build_model
 
 
 def test_a_float32_bias_is_not_rounded_to_bf16():
