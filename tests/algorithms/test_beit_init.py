@@ -4,7 +4,7 @@ import torch
 from torch import nn
 
 from data2vec.presets import get_preset
-from data2vec.train.pretrain import build_model
+from data2vec.models import build_model
 
 
 def test_beit_weights_are_truncated_at_one_std():

@@ -5,7 +5,7 @@ import pytest
 from data2vec.config import TrainConfig, apply_overrides
 from data2vec.presets import get_preset, list_presets, tiny_overrides
 from data2vec.train.optim import build_optimizer, param_groups
-from data2vec.train.pretrain import build_model
+from data2vec.models import build_model
 
 
 def _tiny(name):
