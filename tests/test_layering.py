@@ -1,7 +1,9 @@
-"""Package layering: checkpoint I/O never imports the trainer."""
+"""Package layering: checkpoint I/O never imports the trainer, and no file imports another
+file's private names."""
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 from pathlib import Path
@@ -18,3 +20,18 @@ def test_checkpoints_do_not_import_the_trainer():
             "assert not bad, bad\n")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=PACKAGE.parent)
 
+
+
+def _sources() -> list[Path]:
+    root = PACKAGE.parent
+    return sorted(p for d in ("data2vec", "benchmarks") for p in (root / d).rglob("*.py"))
+
+
+def test_no_private_name_is_imported_from_another_file():
+    found = []
+    for path in _sources():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("data2vec"):
+                found += [f"{path.name}: {node.module}.{a.name}" for a in node.names
+                          if a.name.startswith("_") and not a.name.startswith("__")]
+    assert not found, found

@@ -12,10 +12,10 @@ from typing import Any, Callable, Optional
 import torch
 from torch import Tensor
 
-from data2vec.checkpoints.fairseq import _copy
-from data2vec.checkpoints.fairseq_common import _build_cfg, _drop, _export_map, _model_keys, _need, _pairs
+from data2vec.checkpoints.fairseq import copy_setting
+from data2vec.checkpoints.fairseq_common import build_config, drop_matching, export_map, model_keys, require_head
 from data2vec.checkpoints.imported import Imported
-from data2vec.checkpoints.keymaps import KeyMap, KeyMapError, Transform, _wb, map_state
+from data2vec.checkpoints.keymaps import KeyMap, KeyMapError, Transform, map_state, pairs, weight_bias
 from data2vec.checkpoints.unpickle import CheckpointReadError
 from data2vec.config import ConfigError, PretrainConfig, to_dict
 from data2vec.heads.finetuned import HeadConfig
@@ -38,17 +38,17 @@ def is_beit_state(state: dict) -> bool:
 
 def beit_map(finetuned: bool, per_layer: bool, with_gamma: bool = True) -> KeyMap:
     block = [p for p in _BEIT_BLOCK if with_gamma or not p.startswith("gamma")]
-    km = (_pairs(("cls_token", "modality.extra_tokens")) + _wb("patch_embed.proj", "modality.local_encoder.proj")
+    km = (pairs(("cls_token", "modality.extra_tokens")) + weight_bias("patch_embed.proj", "modality.local_encoder.proj")
           + KeyMap(tuple((f"blocks.{{}}.{p}", f"encoder.blocks.{{}}.{p}") for p in block)))
     if per_layer:
-        km = km + _pairs(("blocks.{}.attn.relative_position_bias_table",
+        km = km + pairs(("blocks.{}.attn.relative_position_bias_table",
                           "modality.rel_pos_bias.{}.relative_position_bias_table"))
     else:
-        km = km + _pairs(("rel_pos_bias.relative_position_bias_table",
+        km = km + pairs(("rel_pos_bias.relative_position_bias_table",
                           "modality.rel_pos_bias.relative_position_bias_table"))
     if finetuned:
-        return km + _wb("fc_norm", "head.fc_norm") + _wb("head", "head.head")
-    return km + _pairs(("mask_token", "mask_emb", MASK_TOKEN)) + _wb("norm", "encoder.norm") + _wb("lm_head", "head")
+        return km + weight_bias("fc_norm", "head.fc_norm") + weight_bias("head", "head.head")
+    return km + pairs(("mask_token", "mask_emb", MASK_TOKEN)) + weight_bias("norm", "encoder.norm") + weight_bias("lm_head", "head")
 
 
 def fuse_beit_qv(state: dict[str, Tensor], where: str) -> dict[str, Tensor]:
@@ -130,7 +130,7 @@ def beit_config(state: dict, args: dict, where: str, num_heads: Optional[int], p
                          ("teacher.decay", "ema_decay"), ("teacher.end_decay", "ema_decay")):
         if ours.startswith("encoder.layer_scale") and enc["layer_scale_init"] == 0.0:
             continue
-        _copy(args, theirs, model, ours)
+        copy_setting(args, theirs, model, ours)
     if "target_layers" in args:
         layers = args["target_layers"]
         if isinstance(layers, str):
@@ -140,7 +140,7 @@ def beit_config(state: dict, args: dict, where: str, num_heads: Optional[int], p
         model["targets"]["top_k"] = len(layers)
     if inp["num_mask_patches"] >= grid * grid:
         inp["num_mask_patches"] = max(1, int(0.6 * grid * grid))
-    return _build_cfg(data, where)
+    return build_config(data, where)
 
 
 def beit_args(cfg: PretrainConfig, head: Optional[HeadConfig]) -> dict[str, Any]:
@@ -170,7 +170,7 @@ def _check_index(grid: int) -> Callable[[str, Any], None]:
     return check
 
 
-def _import_beit(ckpt: dict, path: Path, num_heads: Optional[int], dropped: list) -> Imported:
+def import_beit(ckpt: dict, path: Path, num_heads: Optional[int], dropped: list) -> Imported:
     state = dict(ckpt["model"]) if isinstance(ckpt.get("model"), dict) else dict(ckpt)
     finetuned = "fc_norm.weight" in state or "head.weight" in state
     per_layer = "blocks.0.attn.relative_position_bias_table" in state
@@ -182,11 +182,11 @@ def _import_beit(ckpt: dict, path: Path, num_heads: Optional[int], dropped: list
         raise KeyMapError(f"{where}: missing key 'head.weight'")
     cfg = beit_config(state, _beit_args(ckpt), where, num_heads, per_layer)
     grid = cfg.model.input.image_size // cfg.model.input.patch_size
-    _drop(state, r"(rel_pos_bias|blocks\.\d+\.attn)\.relative_position_index", INDEX_REASON, dropped, "model.",
+    drop_matching(state, r"(rel_pos_bias|blocks\.\d+\.attn)\.relative_position_index", INDEX_REASON, dropped, "model.",
           _check_index(grid))
     head = HeadConfig("image_classification", int(state["head.weight"].shape[0]), final_norm=False) if finetuned else None
     gamma = "blocks.0.gamma_1" in state
-    expected, model = _model_keys(cfg, head)
+    expected, model = model_keys(cfg, head)
     student = map_state(fuse_beit_qv(state, where), beit_map(finetuned, per_layer, gamma), expected, where)
     teacher = None
     ema = ckpt.get("model_ema")
@@ -196,9 +196,9 @@ def _import_beit(ckpt: dict, path: Path, num_heads: Optional[int], dropped: list
             dropped.append(("model_ema", "EMA of the fine-tuned weights; the `model` weights are imported"))
         else:
             w = f"{path} [model_ema]"
-            _drop(ema, r"(rel_pos_bias|blocks\.\d+\.attn)\.relative_position_index", INDEX_REASON, dropped,
+            drop_matching(ema, r"(rel_pos_bias|blocks\.\d+\.attn)\.relative_position_index", INDEX_REASON, dropped,
                   "model_ema.", _check_index(grid))
-            _drop(ema, r"mask_token|lm_head\.(weight|bias)", "the teacher sees unmasked images and has no regression "
+            drop_matching(ema, r"mask_token|lm_head\.(weight|bias)", "the teacher sees unmasked images and has no regression "
                   "head (ours keeps them in the student only)", dropped, "model_ema.")
             km = KeyMap(tuple(r for r in beit_map(False, per_layer, gamma).rules
                               if not r[1].startswith(("mask_emb", "head"))))
@@ -212,19 +212,19 @@ def export_beit(cfg: PretrainConfig, student: dict[str, Tensor], teacher: Option
     """The BEiT-repository `.pth` dict (`model`, `model_ema`, `args`) of a 1.0 vision model."""
     finetuned = head is not None
     if finetuned:
-        _need(head, "image_classification", cfg)
+        require_head(head, "image_classification", cfg)
         if head.final_norm:
             raise ValueError(f"{where}: a BEiT classifier with the final norm kept has no BEiT layout")
     per_layer = cfg.model.input.rel_pos_bias == "per_layer"
     gamma = cfg.model.encoder.layer_scale_init > 0
     grid = cfg.model.input.image_size // cfg.model.input.patch_size
     km = beit_map(finetuned, per_layer, gamma)
-    state = split_beit_qkv(_export_map(student, km, where), drop_k_bias, where)
+    state = split_beit_qkv(export_map(student, km, where), drop_k_bias, where)
     _add_index(state, grid, cfg.model.encoder.depth, per_layer)
     ckpt: dict[str, Any] = {"model": state, "args": beit_args(cfg, head)}
     if teacher is not None:
         tkm = KeyMap(tuple(r for r in km.rules if not r[1].startswith(("mask_emb", "head"))))
-        ema = split_beit_qkv(_export_map(teacher, tkm, where + " teacher"), drop_k_bias, where + " teacher")
+        ema = split_beit_qkv(export_map(teacher, tkm, where + " teacher"), drop_k_bias, where + " teacher")
         # BEiT's EMA is of the whole model; ours does not average these two, so the
         # student's values stand in (the import drops them again).
         for k in ("mask_token", "lm_head.weight", "lm_head.bias"):

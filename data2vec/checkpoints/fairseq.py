@@ -153,9 +153,9 @@ def rebuild_config(model_cfg: dict[str, Any], kind: str, state: dict[str, Tensor
     data = to_dict(get_preset(PRESET_FOR[kind]))
     model = data["model"]
     for ours, theirs in MODEL_FIELDS:
-        _copy(model_cfg, theirs, model, ours)
+        copy_setting(model_cfg, theirs, model, ours)
     for ours, theirs in MODALITY_FIELDS[kind]:
-        _copy(mod_cfg, theirs, model, ours)
+        copy_setting(mod_cfg, theirs, model, ours)
     if mod_cfg.get("decoder") is None and "decoder" in mod_cfg:
         raise ConfigError(f"{path}: cfg.model.modalities.{kind}.decoder is empty; no pretraining decoder stored")
     if "ema_encoder_only" in model_cfg:  # otherwise the preset's scope stands
@@ -176,7 +176,7 @@ def rebuild_config(model_cfg: dict[str, Any], kind: str, state: dict[str, Tensor
         raise ConfigError(f"{path}: stored config does not fit our model: {e}") from e
 
 
-def _copy(src: dict[str, Any], theirs: str, dst: dict[str, Any], ours: str) -> None:
+def copy_setting(src: dict[str, Any], theirs: str, dst: dict[str, Any], ours: str) -> None:
     for part in theirs.split("."):
         if not isinstance(src, dict) or part not in src:
             return

@@ -10,13 +10,14 @@ from typing import Any, Optional
 import torch
 from torch import Tensor
 
-from data2vec.checkpoints.fairseq import _copy, parse_conv_spec
+from data2vec.checkpoints.fairseq import copy_setting, parse_conv_spec
 from data2vec.checkpoints.fairseq_common import (
-    W2V, _as_int, _build_cfg, _check_unsupported, _drop, _export_map, _model_keys, _need, _pairs, _v1_layers,
-    fuse_qkv, split_qkv,
+    W2V, as_int, build_config, check_unsupported, drop_matching, export_map, model_keys, require_head, v1_layers,
 )
 from data2vec.checkpoints.imported import Imported
-from data2vec.checkpoints.keymaps import KeyMap, KeyMapError, _wb, fairseq_d2v2_student_map, map_state
+from data2vec.checkpoints.keymaps import (
+    FAIRSEQ_QKV, KeyMap, KeyMapError, fairseq_d2v2_student_map, fuse_qkv, map_state, pairs, split_qkv, weight_bias,
+)
 from data2vec.checkpoints.unpickle import CheckpointReadError, load_checkpoint, resolve_interpolations
 from data2vec.config import ConfigError, PretrainConfig, to_dict
 from data2vec.heads.finetuned import HeadConfig
@@ -51,14 +52,14 @@ POS_CONV_COPIED = ("modality.relative_positional_encoder",)
 
 def audio_v1_config(model_cfg: dict, where: str) -> PretrainConfig:
     """data2vec_audio_base with every stored `data2vec_audio` field we understand copied in."""
-    _check_unsupported(model_cfg, AUDIO_UNSUPPORTED, where)
+    check_unsupported(model_cfg, AUDIO_UNSUPPORTED, where)
     data = to_dict(get_preset("data2vec_audio_base"))
     model = data["model"]
     for ours, theirs in AUDIO_FIELDS:
-        _copy(model_cfg, theirs, model, ours)
+        copy_setting(model_cfg, theirs, model, ours)
     dim = model["encoder"]["dim"]
     if "encoder_ffn_embed_dim" in model_cfg:
-        model["encoder"]["mlp_ratio"] = _as_int(model_cfg["encoder_ffn_embed_dim"], "encoder_ffn_embed_dim", where) / dim
+        model["encoder"]["mlp_ratio"] = as_int(model_cfg["encoder_ffn_embed_dim"], "encoder_ffn_embed_dim", where) / dim
     if "conv_feature_layers" in model_cfg:
         try:
             layers = parse_conv_spec(model_cfg["conv_feature_layers"])
@@ -71,7 +72,7 @@ def audio_v1_config(model_cfg: dict, where: str) -> PretrainConfig:
                               conv_strides=[s for _, _, s in layers])
     if "ema_layers_only" in model_cfg:  # true: positional convs copied (skip_keys), false: averaged (#4323)
         model["teacher"]["copied"] = list(POS_CONV_COPIED) if model_cfg["ema_layers_only"] else []
-    return _build_cfg(data, where)
+    return build_config(data, where)
 
 
 def audio_v1_model_cfg(cfg: PretrainConfig) -> dict[str, Any]:
@@ -98,13 +99,13 @@ def audio_v1_model_cfg(cfg: PretrainConfig) -> dict[str, Any]:
 def audio_v1_map(cfg: PretrainConfig, prefix: str = "", pretraining: bool = True) -> KeyMap:
     """fairseq `data2vec_audio` keys (under `prefix`) -> our Data2Vec1Model / EncoderWithHead keys."""
     p, ours = prefix, "modality.local_encoder"
-    km = (_pairs((f"{p}feature_extractor.conv_layers.{{}}.0.weight", f"{ours}.conv_layers.{{}}.0.weight"))
-          + _wb(f"{p}feature_extractor.conv_layers.{{}}.2.1", f"{ours}.conv_layers.{{}}.2.1")
-          + _wb(f"{p}layer_norm", f"{ours}.project_features.1")
-          + _wb(f"{p}post_extract_proj", f"{ours}.project_features.2")
+    km = (pairs((f"{p}feature_extractor.conv_layers.{{}}.0.weight", f"{ours}.conv_layers.{{}}.0.weight"))
+          + weight_bias(f"{p}feature_extractor.conv_layers.{{}}.2.1", f"{ours}.conv_layers.{{}}.2.1")
+          + weight_bias(f"{p}layer_norm", f"{ours}.project_features.1")
+          + weight_bias(f"{p}post_extract_proj", f"{ours}.project_features.2")
           + _audio_context(cfg, f"{p}encoder."))
     if pretraining:
-        km = km + _pairs((f"{p}mask_emb", "mask_emb")) + _wb(f"{p}final_proj", "head")
+        km = km + pairs((f"{p}mask_emb", "mask_emb")) + weight_bias(f"{p}final_proj", "head")
     return km
 
 
@@ -113,22 +114,22 @@ def _audio_context(cfg: PretrainConfig, p: str) -> KeyMap:
     # Our positional encoder is Sequential(TransposeLast, conv block 1..depth, TransposeLast).
     km = KeyMap(())
     for i in range(cfg.model.input.conv_pos_depth):
-        km = km + _wb(f"{p}pos_conv.{i}.0", f"modality.relative_positional_encoder.{i + 1}.0")
-    return km + _wb(f"{p}layer_norm", "modality.context_encoder.input_norm") + _v1_layers(f"{p}layers.")
+        km = km + weight_bias(f"{p}pos_conv.{i}.0", f"modality.relative_positional_encoder.{i + 1}.0")
+    return km + weight_bias(f"{p}layer_norm", "modality.context_encoder.input_norm") + v1_layers(f"{p}layers.")
 
 
-def _import_audio(ckpt: dict, model_cfg: dict, path: Path, state: dict, dropped: list) -> Imported:
+def import_audio_v1(ckpt: dict, model_cfg: dict, path: Path, state: dict, dropped: list) -> Imported:
     cfg = audio_v1_config(model_cfg, f"{path}: cfg.model")
     ema = state.pop("_ema", None)
     # The released pre-trained file stores the regression head as a Sequential (`final_proj.0.*`).
     for key in [k for k in state if k.startswith("final_proj.0.")]:
         state["final_proj." + key[len("final_proj.0."):]] = state.pop(key)
-    expected, model = _model_keys(cfg, None)
-    student = map_state(fuse_qkv(state, f"{path} [model]"), audio_v1_map(cfg), expected, f"{path} [model]")
+    expected, model = model_keys(cfg, None)
+    student = map_state(fuse_qkv(state, FAIRSEQ_QKV, f"{path} [model]"), audio_v1_map(cfg), expected, f"{path} [model]")
     teacher = None
     if ema is not None:
         texp = model.make_teacher().module.state_dict()
-        teacher = map_state(fuse_qkv(dict(ema), f"{path} [model._ema]"), _audio_context(cfg, ""), texp,
+        teacher = map_state(fuse_qkv(dict(ema), FAIRSEQ_QKV, f"{path} [model._ema]"), _audio_context(cfg, ""), texp,
                             f"{path} [model._ema]")
     return Imported(cfg, student, teacher, None, "fairseq data2vec_audio", dropped)
 
@@ -151,7 +152,7 @@ def _pretrain_args(model_cfg: dict, path: Path) -> dict:
         "file; the backbone's sizes cannot be known")
 
 
-def _import_ctc(ckpt: dict, model_cfg: dict, path: Path, state: dict, dropped: list) -> Imported:
+def import_ctc(ckpt: dict, model_cfg: dict, path: Path, state: dict, dropped: list) -> Imported:
     args = _pretrain_args(model_cfg, path)
     inner = args["model"]
     name = inner.get("_name")
@@ -167,22 +168,22 @@ def _import_ctc(ckpt: dict, model_cfg: dict, path: Path, state: dict, dropped: l
         rules = tuple((W2V + r[0], *r[1:]) for r in fairseq_d2v2_student_map(kind).rules
                       if not r[1].startswith("decoder."))
         km = KeyMap(rules)
-        _drop(state, re.escape(W2V) + r"modality_encoders\.\w+\.(decoder|encoder_mask|alibi_bias)(\..*)?",
+        drop_matching(state, re.escape(W2V) + r"modality_encoders\.\w+\.(decoder|encoder_mask|alibi_bias)(\..*)?",
               "pretraining decoder / legacy buffer (not part of the fine-tuned model)", dropped, "model.")
     else:
         raise CheckpointReadError(f"{path}: wav2vec_ctc over a {name!r} model; only data2vec_audio (1.0) and "
                                   "data2vec_multi (2.0) backbones are supported")
-    _drop(state, re.escape(W2V) + r"mask_emb", "mask embedding for fine-tuning-time masking (training only)",
+    drop_matching(state, re.escape(W2V) + r"mask_emb", "mask embedding for fine-tuning-time masking (training only)",
           dropped, "model.")
-    _drop(state, re.escape(W2V) + r"(final_proj|_ema)(\..*)?", "pretraining module (not used by CTC)",
+    drop_matching(state, re.escape(W2V) + r"(final_proj|_ema)(\..*)?", "pretraining module (not used by CTC)",
           dropped, "model.")
     proj = state.get("w2v_encoder.proj.weight")
     if proj is None:
         raise KeyMapError(f"{path} [model]: missing key 'w2v_encoder.proj.weight'")
     head = HeadConfig("ctc", int(proj.shape[0]))
-    km = km + _wb("w2v_encoder.proj", "head.proj")
-    expected, _ = _model_keys(cfg, head)
-    student = map_state(fuse_qkv(state, f"{path} [model]"), km, expected, f"{path} [model]")
+    km = km + weight_bias("w2v_encoder.proj", "head.proj")
+    expected, _ = model_keys(cfg, head)
+    student = map_state(fuse_qkv(state, FAIRSEQ_QKV, f"{path} [model]"), km, expected, f"{path} [model]")
     return Imported(cfg, student, None, head, f"fairseq wav2vec_ctc ({name})", dropped)
 
 
@@ -191,13 +192,13 @@ def export_audio_v1(cfg: PretrainConfig, student: dict[str, Tensor], teacher: Op
                     head: Optional[HeadConfig], where: str) -> dict[str, Any]:
     """The fairseq checkpoint dict of a 1.0 speech model: `data2vec_audio`, or `wav2vec_ctc` with a head."""
     if head is None:
-        state = split_qkv(_export_map(student, audio_v1_map(cfg), where))
+        state = split_qkv(export_map(student, audio_v1_map(cfg), where), FAIRSEQ_QKV)
         if teacher is not None:
-            state["_ema"] = split_qkv(_export_map(teacher, _audio_context(cfg, ""), where + " teacher"))
+            state["_ema"] = split_qkv(export_map(teacher, _audio_context(cfg, ""), where + " teacher"), FAIRSEQ_QKV)
         return {"cfg": {"model": audio_v1_model_cfg(cfg), "task": {"_name": "audio_pretraining"}}, "model": state}
-    _need(head, "ctc", cfg)
-    km = audio_v1_map(cfg, W2V, pretraining=False) + _wb("w2v_encoder.proj", "head.proj")
-    state = split_qkv(_export_map(student, km, where))
+    require_head(head, "ctc", cfg)
+    km = audio_v1_map(cfg, W2V, pretraining=False) + weight_bias("w2v_encoder.proj", "head.proj")
+    state = split_qkv(export_map(student, km, where), FAIRSEQ_QKV)
     # fairseq's wrapper keeps the backbone's mask embedding (used only for fine-tuning-time
     # masking); ours has none, so a zero one lets fairseq's strict load accept the file.
     state[W2V + "mask_emb"] = torch.zeros(cfg.model.encoder.dim)

@@ -1,12 +1,11 @@
 """Helpers shared by the data2vec 1.0 / BEiT / fine-tuned checkpoint readers and writers:
-explicit key dropping, fairseq's q/k/v projections, small key-map builders and config checks."""
+explicit key dropping, small key-map builders and config checks."""
 
 from __future__ import annotations
 
 import re
 from typing import Any, Callable, Optional
 
-import torch
 from torch import Tensor
 
 from data2vec.checkpoints.keymaps import KeyMap, KeyMapError, map_state
@@ -18,7 +17,7 @@ from data2vec.models import build_model
 W2V = "w2v_encoder.w2v_model."
 
 
-def _drop(state: dict[str, Any], pattern: str, reason: str, dropped: list, where: str,
+def drop_matching(state: dict[str, Any], pattern: str, reason: str, dropped: list, where: str,
           check: Optional[Callable[[str, Any], None]] = None) -> None:
     """Remove the keys fully matching `pattern`, after `check(key, value)`, recording why."""
     rx = re.compile(pattern)
@@ -29,7 +28,7 @@ def _drop(state: dict[str, Any], pattern: str, reason: str, dropped: list, where
         dropped.append((f"{where}{key}", reason))
 
 
-def _check_version(key: str, value: Any) -> None:
+def check_version(key: str, value: Any) -> None:
     if not isinstance(value, Tensor) or value.numel() != 1:
         raise KeyMapError(f"key {key!r}: expected fairseq's one-element format-version buffer, got "
                           f"{getattr(value, 'shape', type(value).__name__)}")
@@ -37,89 +36,50 @@ def _check_version(key: str, value: Any) -> None:
 
 VERSION_REASON = "fairseq TransformerEncoder's state-format version buffer (no weights)"
 
-_QKV = re.compile(r"(.*)\.q_proj\.(weight|bias)")
-
-
-def fuse_qkv(state: dict[str, Tensor], where: str) -> dict[str, Tensor]:
-    """fairseq's separate `X.q_proj/k_proj/v_proj.*` -> one `X.qkv.*` (concatenated q, k, v
-    along the output axis, the order our fused `attn.qkv` splits them)."""
-    out = dict(state)
-    for key in list(state):
-        m = _QKV.fullmatch(key)
-        if not m:
-            continue
-        base, kind = m.groups()
-        parts = []
-        for p in "qkv":
-            k = f"{base}.{p}_proj.{kind}"
-            if k not in out:
-                raise KeyMapError(f"{where}: missing key {k!r} (the file has {key!r})")
-            parts.append(out.pop(k))
-        out[f"{base}.qkv.{kind}"] = torch.cat(parts, 0)
-    return out
-
-
-def split_qkv(state: dict[str, Tensor]) -> dict[str, Tensor]:
-    """Inverse of `fuse_qkv` for keys `X.self_attn.qkv.*`."""
-    out = {}
-    for key, value in state.items():
-        m = re.fullmatch(r"(.*\.self_attn)\.qkv\.(weight|bias)", key)
-        if m:
-            for p, chunk in zip("qkv", value.chunk(3, 0)):
-                out[f"{m.group(1)}.{p}_proj.{m.group(2)}"] = chunk.clone()
-        else:
-            out[key] = value
-    return out
-
-
-def _pairs(*pairs: tuple) -> KeyMap:
-    return KeyMap(tuple(pairs))
-
-
 # fairseq post-LN Transformer layer (wav2vec 2.0 TransformerSentenceEncoderLayer and the
 # RoBERTa TransformerEncoderLayer share these names) -> our post-LN Block.
 _V1_LAYER = (("self_attn.qkv", "attn.qkv"), ("self_attn.out_proj", "attn.proj"), ("self_attn_layer_norm", "norm1"),
              ("fc1", "mlp.fc1"), ("fc2", "mlp.fc2"), ("final_layer_norm", "norm2"))
 
 
-def _v1_layers(src: str) -> KeyMap:
+def v1_layers(src: str) -> KeyMap:
     return KeyMap(tuple((f"{src}{{}}.{a}.{wb}", f"encoder.blocks.{{}}.{b}.{wb}")
                         for a, b in _V1_LAYER for wb in ("weight", "bias")))
 
 
-def _as_int(value: Any, name: str, where: str) -> int:
+def as_int(value: Any, name: str, where: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
         raise ConfigError(f"{where}: {name}={value!r} is not an integer")
     return int(value)
 
 
-def _check_unsupported(section: dict, table: tuple, where: str) -> None:
+def check_unsupported(section: dict, table: tuple, where: str) -> None:
     for name, ok in table:
         if name in section and not ok(section[name]):
             raise ConfigError(f"{where}.{name}={section[name]!r} is not supported by our model")
 
 
-def _build_cfg(data: dict, where: str) -> PretrainConfig:
+def build_config(data: dict, where: str) -> PretrainConfig:
     try:
         return from_dict(PretrainConfig, data)
     except ConfigError as e:
         raise ConfigError(f"{where}: stored config does not fit our model: {e}") from e
 
 
-def _model_keys(cfg: PretrainConfig, head: Optional[HeadConfig]) -> tuple[dict[str, Tensor], Any]:
+def model_keys(cfg: PretrainConfig, head: Optional[HeadConfig]) -> tuple[dict[str, Tensor], Any]:
     model = build_model(cfg.model, head)
     return model.state_dict(), model
 
 
-def _kind(cfg: PretrainConfig) -> str:
+def input_kind(cfg: PretrainConfig) -> str:
     return cfg.model.input.kind
 
 
-def _export_map(state: dict[str, Tensor], km: KeyMap, where: str) -> dict[str, Tensor]:
+def export_map(state: dict[str, Tensor], km: KeyMap, where: str) -> dict[str, Tensor]:
     return map_state(state, km.inverse(), None, where)
 
 
-def _need(head: HeadConfig, kind: str, cfg: PretrainConfig) -> None:
+def require_head(head: HeadConfig, kind: str, cfg: PretrainConfig) -> None:
     if head.kind != kind:
         raise ValueError(f"no fairseq layout for a data2vec 1.0 {cfg.model.input.kind} model with a {head.kind} head "
                          f"(supported: {kind})")

@@ -9,13 +9,15 @@ from typing import Any, Optional
 import torch
 from torch import Tensor
 
-from data2vec.checkpoints.fairseq import _copy
+from data2vec.checkpoints.fairseq import copy_setting
 from data2vec.checkpoints.fairseq_common import (
-    VERSION_REASON, _as_int, _build_cfg, _check_unsupported, _check_version, _drop, _export_map, _model_keys, _need,
-    _pairs, _v1_layers, fuse_qkv, split_qkv,
+    VERSION_REASON, as_int, build_config, check_unsupported, check_version, drop_matching, export_map, model_keys,
+    require_head, v1_layers,
 )
 from data2vec.checkpoints.imported import Imported
-from data2vec.checkpoints.keymaps import KeyMap, KeyMapError, _wb, map_state
+from data2vec.checkpoints.keymaps import (
+    FAIRSEQ_QKV, KeyMap, KeyMapError, fuse_qkv, map_state, pairs, split_qkv, weight_bias,
+)
 from data2vec.checkpoints.unpickle import CheckpointReadError
 from data2vec.config import ConfigError, PretrainConfig, to_dict
 from data2vec.heads.finetuned import HeadConfig
@@ -64,18 +66,18 @@ def text_v1_config(model_cfg: dict, state: dict, where: str, prefix: str = SENTE
     """data2vec_text_base with the stored fields copied in (nested `transformer.*` of
     `data2vec_text`, or the flat `encoder_*` fields of a RoBERTa-style config)."""
     tr = model_cfg.get("transformer") if isinstance(model_cfg.get("transformer"), dict) else {}
-    _check_unsupported(_flat(tr), TEXT_UNSUPPORTED, f"{where}.transformer")
-    _check_unsupported(model_cfg, TEXT_UNSUPPORTED, where)
+    check_unsupported(_flat(tr), TEXT_UNSUPPORTED, f"{where}.transformer")
+    check_unsupported(model_cfg, TEXT_UNSUPPORTED, where)
     data = to_dict(get_preset("data2vec_text_base"))
     model = data["model"]
     for ours, nested, flat in TEXT_TRANSFORMER_FIELDS:
-        _copy(tr, nested, model, ours)
-        _copy(model_cfg, flat, model, ours)
+        copy_setting(tr, nested, model, ours)
+        copy_setting(model_cfg, flat, model, ours)
     for ours, theirs in TEXT_FIELDS:
-        _copy(model_cfg, theirs, model, ours)
+        copy_setting(model_cfg, theirs, model, ours)
     ffn = (tr.get("encoder") or {}).get("ffn_embed_dim", model_cfg.get("encoder_ffn_embed_dim"))
     if ffn is not None:
-        model["encoder"]["mlp_ratio"] = _as_int(ffn, "ffn_embed_dim", where) / model["encoder"]["dim"]
+        model["encoder"]["mlp_ratio"] = as_int(ffn, "ffn_embed_dim", where) / model["encoder"]["dim"]
     if "ema_transformer_layers_only" in model_cfg:  # true: embeddings copied (skip_keys), false: averaged
         model["teacher"]["copied"] = list(EMBEDDINGS_COPIED) if model_cfg["ema_transformer_layers_only"] else []
     # Vocabulary and positions come from the task's dictionary: read them off the embeddings.
@@ -85,7 +87,7 @@ def text_v1_config(model_cfg: dict, state: dict, where: str, prefix: str = SENTE
     model["input"]["vocab_size"] = int(state[prefix + "embed_tokens.weight"].shape[0])
     rows = int(state[prefix + "embed_positions.weight"].shape[0])
     model["input"]["max_positions"] = rows - model["input"]["pad_id"] - 1  # fairseq: max + padding_idx + 1
-    return _build_cfg(data, where)
+    return build_config(data, where)
 
 
 def text_v1_model_cfg(cfg: PretrainConfig) -> dict[str, Any]:
@@ -114,18 +116,18 @@ def text_v1_model_cfg(cfg: PretrainConfig) -> dict[str, Any]:
 
 def _text_embed(p: str) -> KeyMap:
     ours = "modality.local_encoder"
-    return (_pairs((f"{p}embed_tokens.weight", f"{ours}.embed_tokens.weight"),
+    return (pairs((f"{p}embed_tokens.weight", f"{ours}.embed_tokens.weight"),
                    (f"{p}embed_positions.weight", f"{ours}.embed_positions.weight"))
-            + _wb(f"{p}layernorm_embedding", f"{ours}.layernorm_embedding") + _v1_layers(f"{p}layers."))
+            + weight_bias(f"{p}layernorm_embedding", f"{ours}.layernorm_embedding") + v1_layers(f"{p}layers."))
 
 
 def text_v1_map(cfg: PretrainConfig, pretraining: bool = True) -> KeyMap:
     km = _text_embed(SENTENCE)
     if pretraining:
         if cfg.model.decoder.projection_layers == 1:
-            km = km + _wb("encoder.regression_head.0", "head")
+            km = km + weight_bias("encoder.regression_head.0", "head")
         else:
-            km = km + _wb("encoder.regression_head.{}", "head.{}")
+            km = km + weight_bias("encoder.regression_head.{}", "head.{}")
     return km
 
 
@@ -145,26 +147,26 @@ def fix_legacy_text(state: dict[str, Any]) -> dict[str, Any]:
 
 def _import_text_teacher(ema: dict, student_state: dict, model: Any, path: Path, dropped: list) -> dict:
     ema = fix_legacy_text(dict(ema))
-    _drop(ema, "version", VERSION_REASON, dropped, "model.encoder._ema.", _check_version)
+    drop_matching(ema, "version", VERSION_REASON, dropped, "model.encoder._ema.", check_version)
     for name in ("embed_tokens.weight", "embed_positions.weight", "layernorm_embedding.weight",
                  "layernorm_embedding.bias"):
         if name not in ema:  # fairseq copies the embeddings from the student (skip_keys)
             ema[name] = student_state[SENTENCE + name]
     texp = model.make_teacher().module.state_dict()
-    return map_state(fuse_qkv(ema, f"{path} [model.encoder._ema]"), _text_embed(""), texp,
+    return map_state(fuse_qkv(ema, FAIRSEQ_QKV, f"{path} [model.encoder._ema]"), _text_embed(""), texp,
                      f"{path} [model.encoder._ema]")
 
 
-def _import_text(ckpt: dict, model_cfg: dict, path: Path, state: dict, dropped: list) -> Imported:
+def import_text_v1(ckpt: dict, model_cfg: dict, path: Path, state: dict, dropped: list) -> Imported:
     state = fix_legacy_text(state)
     heads = sorted({k.split(".")[1] for k in state if k.startswith("classification_heads.")})
     if heads:
         return _import_text_classifier(model_cfg, path, state, dropped, heads)
     cfg = text_v1_config(model_cfg, state, f"{path}: cfg.model")
     ema = state.pop("encoder._ema", None)
-    _drop(state, r"encoder\.sentence_encoder\.version", VERSION_REASON, dropped, "model.", _check_version)
-    expected, model = _model_keys(cfg, None)
-    student = map_state(fuse_qkv(state, f"{path} [model]"), text_v1_map(cfg), expected, f"{path} [model]")
+    drop_matching(state, r"encoder\.sentence_encoder\.version", VERSION_REASON, dropped, "model.", check_version)
+    expected, model = model_keys(cfg, None)
+    student = map_state(fuse_qkv(state, FAIRSEQ_QKV, f"{path} [model]"), text_v1_map(cfg), expected, f"{path} [model]")
     teacher = _import_text_teacher(ema, state, model, path, dropped) if ema is not None else None
     return Imported(cfg, student, teacher, None, "fairseq data2vec_text", dropped)
 
@@ -174,18 +176,18 @@ def _import_text_classifier(model_cfg: dict, path: Path, state: dict, dropped: l
         raise CheckpointReadError(f"{path}: {len(heads)} classification heads {heads}; ours holds one")
     name = heads[0]
     cfg = text_v1_config(model_cfg, state, f"{path}: cfg.model")
-    _drop(state, r"encoder\.sentence_encoder\.version", VERSION_REASON, dropped, "model.", _check_version)
-    _drop(state, r"encoder\._ema", "EMA teacher of pretraining (not part of the fine-tuned model)", dropped, "model.")
-    _drop(state, r"encoder\.regression_head\..*", "pretraining regression head (unused by the classifier)",
+    drop_matching(state, r"encoder\.sentence_encoder\.version", VERSION_REASON, dropped, "model.", check_version)
+    drop_matching(state, r"encoder\._ema", "EMA teacher of pretraining (not part of the fine-tuned model)", dropped, "model.")
+    drop_matching(state, r"encoder\.regression_head\..*", "pretraining regression head (unused by the classifier)",
           dropped, "model.")
     out_proj = state.get(f"classification_heads.{name}.out_proj.weight")
     if out_proj is None:
         raise KeyMapError(f"{path} [model]: missing key 'classification_heads.{name}.out_proj.weight'")
     head = HeadConfig("sequence_classification", int(out_proj.shape[0]))
-    km = text_v1_map(cfg, pretraining=False) + _wb(f"classification_heads.{name}.dense", "head.dense") + _wb(
+    km = text_v1_map(cfg, pretraining=False) + weight_bias(f"classification_heads.{name}.dense", "head.dense") + weight_bias(
         f"classification_heads.{name}.out_proj", "head.out_proj")
-    expected, _ = _model_keys(cfg, head)
-    student = map_state(fuse_qkv(state, f"{path} [model]"), km, expected, f"{path} [model]")
+    expected, _ = model_keys(cfg, head)
+    student = map_state(fuse_qkv(state, FAIRSEQ_QKV, f"{path} [model]"), km, expected, f"{path} [model]")
     return Imported(cfg, student, None, head, f"fairseq {model_cfg.get('_name')} + classification_heads.{name}", dropped)
 
 
@@ -195,16 +197,16 @@ def export_text_v1(cfg: PretrainConfig, student: dict[str, Tensor], teacher: Opt
     """The fairseq checkpoint dict of a 1.0 text model: `data2vec_text`, with a classification head if set."""
     version_buffer = torch.tensor([3.0])  # fairseq TransformerEncoder's format version
     if head is None:
-        state = split_qkv(_export_map(student, text_v1_map(cfg), where))
+        state = split_qkv(export_map(student, text_v1_map(cfg), where), FAIRSEQ_QKV)
         if teacher is not None:
-            ema = split_qkv(_export_map(teacher, _text_embed(""), where + " teacher"))
+            ema = split_qkv(export_map(teacher, _text_embed(""), where + " teacher"), FAIRSEQ_QKV)
             ema["version"] = version_buffer.clone()
             state["encoder._ema"] = ema
     else:
-        _need(head, "sequence_classification", cfg)
+        require_head(head, "sequence_classification", cfg)
         name = "classification_heads.sentence_classification_head"
-        km = text_v1_map(cfg, pretraining=False) + _wb(f"{name}.dense", "head.dense") + _wb(
+        km = text_v1_map(cfg, pretraining=False) + weight_bias(f"{name}.dense", "head.dense") + weight_bias(
             f"{name}.out_proj", "head.out_proj")
-        state = split_qkv(_export_map(student, km, where))
+        state = split_qkv(export_map(student, km, where), FAIRSEQ_QKV)
     state[SENTENCE + "version"] = version_buffer
     return {"cfg": {"model": text_v1_model_cfg(cfg), "task": {"_name": "masked_lm"}}, "model": state}

@@ -29,11 +29,11 @@ from typing import Any, Optional
 import torch
 from torch import Tensor
 
-from data2vec.checkpoints.beit import _import_beit, export_beit, is_beit_state
-from data2vec.checkpoints.fairseq_audio_v1 import _import_audio, _import_ctc, export_audio_v1
-from data2vec.checkpoints.fairseq_common import _kind
-from data2vec.checkpoints.fairseq_text_v1 import _import_text, export_text_v1
-from data2vec.checkpoints.fairseq_v2_finetuned import _import_v2_classifier, export_v2, export_v2_finetuned
+from data2vec.checkpoints.beit import import_beit, export_beit, is_beit_state
+from data2vec.checkpoints.fairseq_audio_v1 import import_audio_v1, import_ctc, export_audio_v1
+from data2vec.checkpoints.fairseq_common import input_kind
+from data2vec.checkpoints.fairseq_text_v1 import import_text_v1, export_text_v1
+from data2vec.checkpoints.fairseq_v2_finetuned import import_v2_classifier, export_v2, export_v2_finetuned
 from data2vec.checkpoints.imported import Imported
 from data2vec.checkpoints.keymaps import KeyMapError
 from data2vec.checkpoints.unpickle import CheckpointReadError, load_checkpoint, resolve_interpolations
@@ -72,22 +72,22 @@ def _import_checkpoint(path: Path, num_heads: Optional[int], ckpt: Optional[dict
             raise CheckpointReadError(f"{path}: checkpoint has no 'model' state dict")
         state = dict(ckpt["model"])
         if name == "data2vec_audio":
-            return _import_audio(ckpt, model_cfg, path, state, dropped)
+            return import_audio_v1(ckpt, model_cfg, path, state, dropped)
         if name == "data2vec_text" or (isinstance(name, str) and name.startswith("roberta")
                                        and any(k.startswith(("encoder.sentence_encoder.", "decoder.sentence_encoder."))
                                                for k in state)):
-            return _import_text(ckpt, model_cfg, path, state, dropped)
+            return import_text_v1(ckpt, model_cfg, path, state, dropped)
         if name == "wav2vec_ctc":
-            return _import_ctc(ckpt, model_cfg, path, state, dropped)
+            return import_ctc(ckpt, model_cfg, path, state, dropped)
         if name in ("mae_image_classification", "data2vec_text_classification"):
-            return _import_v2_classifier(ckpt, model_cfg, path, state, dropped)
+            return import_v2_classifier(ckpt, model_cfg, path, state, dropped)
         raise CheckpointReadError(
             f"{path}: cfg.model._name is {name!r}; supported: data2vec_multi, data2vec_audio, data2vec_text "
             "(and RoBERTa-style classifiers over it), wav2vec_ctc, mae_image_classification, "
             "data2vec_text_classification")
     model = ckpt.get("model") if isinstance(ckpt.get("model"), dict) else ckpt
     if is_beit_state(model):
-        return _import_beit(ckpt, path, num_heads, dropped)
+        return import_beit(ckpt, path, num_heads, dropped)
     has_args = ckpt.get("args") is not None
     raise CheckpointReadError(
         f"{path}: neither a fairseq 'cfg.model' checkpoint nor a BEiT-repository state dict"
@@ -115,7 +115,7 @@ def export_fairseq(
     path = Path(path)
     student = {k: v.detach().cpu() for k, v in student.items()}
     teacher = {k: v.detach().cpu() for k, v in teacher.items()} if teacher is not None else None
-    version, kind, where = cfg.model.version, _kind(cfg), f"export {path}"
+    version, kind, where = cfg.model.version, input_kind(cfg), f"export {path}"
     ckpt: dict[str, Any]
     if version == 2 and head is None:
         ckpt = export_v2(cfg, student, teacher, where)

@@ -3,7 +3,7 @@
 The names were read off `state_dict()` of tiny transformers models (v5), not guessed. Tensor
 changes that a one-key-to-one-key `KeyMap` cannot express are separate, named passes:
 
-- `fuse_qkv` / `split_qkv`: HF keeps separate query/key/value projections, ours is one fused
+- `QKV` (for `keymaps.fuse_qkv` / `split_qkv`): HF keeps separate query/key/value projections, ours is one fused
   `attn.qkv` (3D x D, rows q then k then v, heads contiguous inside each, as HF's reshape).
   HF vision's key projection has no bias: import writes zeros there, export drops it. A key bias
   adds the same score to every key of a query and softmax ignores that, so neither changes any
@@ -22,7 +22,7 @@ from typing import Mapping, Optional
 import torch
 from torch import Tensor
 
-from data2vec.checkpoints.keymaps import KeyMap, KeyMapError, Transform
+from data2vec.checkpoints.keymaps import KeyMap, KeyMapError, QKVLayout, Transform, weight_bias
 from data2vec.nn.relpos import relative_position_index
 
 # HF `base_model_prefix` per modality (task models nest the backbone under it).
@@ -31,17 +31,19 @@ PREFIX = {"audio": "data2vec_audio.", "text": "data2vec_text.", "vision": "data2
 # HF vision `mask_token` is (1, 1, D); our `mask_emb` is (D,).
 MASK_TOKEN = Transform("mask_token", lambda t: t.reshape(-1), lambda t: t.reshape(1, 1, -1))
 
-# Our names of the three attention projections, per modality: (regex over HF keys, fused name).
-_QKV = {
-    "audio": (re.compile(r"(.*\.attention)\.(q|k|v)_proj\.(weight|bias)"), ("q", "k", "v"), "qkv_proj"),
-    "text": (re.compile(r"(.*\.attention\.self)\.(query|key|value)\.(weight|bias)"), ("query", "key", "value"), "qkv"),
-    "vision": (re.compile(r"(.*\.attention\.attention)\.(query|key|value)\.(weight|bias)"),
-               ("query", "key", "value"), "qkv"),
+# HF's separate attention projections around our fused `attn.qkv`, per modality.
+QKV = {
+    "audio": QKVLayout(re.compile(r"(.*\.attention)\.(q|k|v)_proj\.(weight|bias)"), ("q", "k", "v"),
+                       "{base}.{name}_proj.{param}", "{base}.qkv_proj.{param}"),
+    "text": QKVLayout(re.compile(r"(.*\.attention\.self)\.(query|key|value)\.(weight|bias)"), ("query", "key", "value"),
+                      "{base}.{name}.{param}", "{base}.qkv.{param}"),
+    "vision": QKVLayout(re.compile(r"(.*\.attention\.attention)\.(query|key|value)\.(weight|bias)"),
+                        ("query", "key", "value"), "{base}.{name}.{param}", "{base}.qkv.{param}", no_key_bias=True),
 }
 
 
 def _wb(src: str, dst: str) -> tuple:
-    return ((f"{src}.weight", f"{dst}.weight"), (f"{src}.bias", f"{dst}.bias"))
+    return weight_bias(src, dst).rules
 
 
 def _block_rules(layer: str, names: dict[str, str]) -> tuple:
@@ -93,7 +95,8 @@ def text_keymap(p: str, head: Optional[str]) -> KeyMap:
     return KeyMap(rules)
 
 
-def vision_keymap(p: str, per_layer_bias: bool, layer_scale: bool, head: Optional[str], mask_token: bool) -> KeyMap:
+def vision_keymap(p: str, per_layer_bias: bool, layer_scale: bool, head: Optional[str], mask_token: bool,
+                  final_norm: bool = True) -> KeyMap:
     table = "relative_position_bias.relative_position_bias_table"
     rules = (
         (f"{p}embeddings.cls_token", "modality.extra_tokens"),
@@ -113,56 +116,12 @@ def vision_keymap(p: str, per_layer_bias: bool, layer_scale: bool, head: Optiona
         rules += ((f"{p}embeddings.mask_token", "mask_emb", MASK_TOKEN),)
     if head == "image_classification":  # HF use_mean_pooling=True: pooler.layernorm is BEiT's fc_norm
         rules += _wb(f"{p}pooler.layernorm", "head.fc_norm") + _wb("classifier", "head.head")
-    else:  # use_mean_pooling=False: the final LayerNorm on every token
+    elif final_norm:  # use_mean_pooling=False: the final LayerNorm on every token
         rules += _wb(f"{p}layernorm", "encoder.norm")
     return KeyMap(rules)
 
 
 # --------------------------------------------------------------------------- named passes
-def fuse_qkv(state: Mapping[str, Tensor], modality: str, where: str) -> dict[str, Tensor]:
-    """HF separate q/k/v projections -> one fused projection per layer (our qkv row order)."""
-    pattern, names, fused = _QKV[modality]
-    out: dict[str, Tensor] = {}
-    groups: dict[tuple[str, str], dict[str, Tensor]] = {}
-    for key, value in state.items():
-        m = pattern.fullmatch(key)
-        if m:
-            groups.setdefault((m.group(1), m.group(3)), {})[m.group(2)] = value
-        else:
-            out[key] = value
-    for (base, param), parts in groups.items():
-        if modality == "vision" and param == "bias" and names[1] not in parts and names[0] in parts:
-            # BEiT attention has no key bias; zero is exact (see the module docstring).
-            parts[names[1]] = torch.zeros_like(parts[names[0]])
-        for n in names:
-            if n not in parts:
-                theirs = f"{base}.{n}_proj.{param}" if modality == "audio" else f"{base}.{n}.{param}"
-                raise KeyMapError(f"{where}: missing key {theirs!r} (the other attention projections are present)")
-        shapes = {tuple(parts[n].shape) for n in names}
-        if len(shapes) != 1:
-            raise KeyMapError(f"{where}: {base}.*.{param} projections have different shapes {sorted(shapes)}")
-        out[f"{base}.{fused}.{param}"] = torch.cat([parts[n] for n in names], dim=0)
-    return out
-
-
-def split_qkv(state: Mapping[str, Tensor], modality: str) -> dict[str, Tensor]:
-    """Inverse of `fuse_qkv`; the vision key bias is dropped (HF has none; exact, see above)."""
-    _, names, fused = _QKV[modality]
-    out: dict[str, Tensor] = {}
-    for key, value in state.items():
-        base, _, param = key.rpartition(".")
-        if not base.endswith("." + fused):
-            out[key] = value
-            continue
-        base = base[: -len(fused) - 1]
-        for n, chunk in zip(names, value.chunk(3, dim=0)):
-            if modality == "vision" and n == "key" and param == "bias":
-                continue
-            name = f"{base}.{n}_proj.{param}" if modality == "audio" else f"{base}.{n}.{param}"
-            out[name] = chunk.contiguous()
-    return out
-
-
 def fold_token_type(state: dict[str, Tensor], prefix: str, where: str) -> dict[str, Tensor]:
     """Add HF text's token-type row 0 to every position row and drop the token-type table.
 

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Callable, Mapping, Optional
 
+import torch
 from torch import Tensor
 
 
@@ -121,44 +122,44 @@ def _blocks(src: str, dst: str) -> KeyMap:
     return KeyMap(tuple((f"{src}{{}}.{p}", f"{dst}{{}}.{p}") for p in BLOCK_PARAMS))
 
 
-def _pairs(*pairs: tuple) -> KeyMap:
+def pairs(*pairs: tuple) -> KeyMap:
     return KeyMap(tuple(pairs))
 
 
-def _wb(src: str, dst: str) -> KeyMap:
+def weight_bias(src: str, dst: str) -> KeyMap:
     """weight and bias of one layer."""
-    return _pairs((f"{src}.weight", f"{dst}.weight"), (f"{src}.bias", f"{dst}.bias"))
+    return pairs((f"{src}.weight", f"{dst}.weight"), (f"{src}.bias", f"{dst}.bias"))
 
 
-SHARED_BLOCKS = _blocks("blocks.", "encoder.blocks.") + _wb("norm", "encoder.norm")
+SHARED_BLOCKS = _blocks("blocks.", "encoder.blocks.") + weight_bias("norm", "encoder.norm")
 
 
 def _context(m: str) -> KeyMap:
-    return _wb(f"{m}context_encoder.norm", "modality.context_encoder.input_norm") + _blocks(
+    return weight_bias(f"{m}context_encoder.norm", "modality.context_encoder.input_norm") + _blocks(
         f"{m}context_encoder.blocks.", "modality.context_encoder.blocks.")
 
 
 def _decoder(m: str) -> KeyMap:
-    return (_wb(f"{m}decoder.blocks.{{}}.0", "decoder.blocks.{}.0") + _wb(f"{m}decoder.proj", "decoder.proj")
-            + _wb(f"{m}decoder.proj.{{}}", "decoder.proj.{}"))
+    return (weight_bias(f"{m}decoder.blocks.{{}}.0", "decoder.blocks.{}.0") + weight_bias(f"{m}decoder.proj", "decoder.proj")
+            + weight_bias(f"{m}decoder.proj.{{}}", "decoder.proj.{}"))
 
 
 def _local(kind: str, m: str) -> KeyMap:
     ours = "modality.local_encoder"
     if kind == "image":
-        return _wb(f"{m}local_encoder.proj", f"{ours}.proj") + _pairs(
+        return weight_bias(f"{m}local_encoder.proj", f"{ours}.proj") + pairs(
             (f"{m}fixed_positional_encoder.positions", "modality.positions"),
             (f"{m}extra_tokens", "modality.extra_tokens"))
     if kind == "audio":
-        return (_pairs((f"{m}local_encoder.conv_layers.{{}}.0.weight", f"{ours}.conv_layers.{{}}.0.weight"))
-                + _wb(f"{m}local_encoder.conv_layers.{{}}.2.1", f"{ours}.conv_layers.{{}}.2.1")
-                + _wb(f"{m}project_features.1", f"{ours}.project_features.1")
-                + _wb(f"{m}project_features.2", f"{ours}.project_features.2")
-                + _wb(f"{m}relative_positional_encoder.{{}}.0", "modality.relative_positional_encoder.{}.0")
-                + _pairs((f"{m}alibi_scale", "modality.alibi_scale", ALIBI_SCALE)))
+        return (pairs((f"{m}local_encoder.conv_layers.{{}}.0.weight", f"{ours}.conv_layers.{{}}.0.weight"))
+                + weight_bias(f"{m}local_encoder.conv_layers.{{}}.2.1", f"{ours}.conv_layers.{{}}.2.1")
+                + weight_bias(f"{m}project_features.1", f"{ours}.project_features.1")
+                + weight_bias(f"{m}project_features.2", f"{ours}.project_features.2")
+                + weight_bias(f"{m}relative_positional_encoder.{{}}.0", "modality.relative_positional_encoder.{}.0")
+                + pairs((f"{m}alibi_scale", "modality.alibi_scale", ALIBI_SCALE)))
     if kind == "text":
-        return _pairs((f"{m}local_encoder.embed_tokens.weight", f"{ours}.embed_tokens.weight"),
-                      (f"{m}local_encoder.embed_positions.weight", f"{ours}.embed_positions.weight")) + _wb(
+        return pairs((f"{m}local_encoder.embed_tokens.weight", f"{ours}.embed_tokens.weight"),
+                      (f"{m}local_encoder.embed_positions.weight", f"{ours}.embed_positions.weight")) + weight_bias(
             f"{m}local_encoder.layernorm_embedding", f"{ours}.layernorm_embedding")
     raise ValueError(f"no fairseq data2vec 2.0 key map for modality {kind!r}")
 
@@ -201,3 +202,65 @@ def fix_legacy_fairseq(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
         out[key] = value
     return out
 
+
+# --------------------------------------------------------------------------- fused attention
+@dataclass(frozen=True)
+class QKVLayout:
+    """How a checkpoint names the three attention projections our fused `attn.qkv` holds (rows
+    q, then k, then v). `pattern` matches a separate projection's key with groups (base,
+    projection name, weight|bias); `separate` and `fused` format keys from base/name/param.
+    `no_key_bias`: the layout has no key bias (BEiT): zeros on import (exact: a constant score
+    per query, which softmax ignores), left out on export."""
+
+    pattern: re.Pattern
+    names: tuple[str, str, str]
+    separate: str
+    fused: str
+    no_key_bias: bool = False
+
+
+def fuse_qkv(state: Mapping[str, Tensor], layout: QKVLayout, where: str) -> dict[str, Tensor]:
+    """Separate q/k/v projections -> one fused projection per layer (concatenated on the output axis)."""
+    out: dict[str, Tensor] = {}
+    groups: dict[tuple[str, str], dict[str, Tensor]] = {}
+    for key, value in state.items():
+        m = layout.pattern.fullmatch(key)
+        if m:
+            groups.setdefault((m.group(1), m.group(3)), {})[m.group(2)] = value
+        else:
+            out[key] = value
+    q, k, v = layout.names
+    for (base, param), parts in groups.items():
+        if layout.no_key_bias and param == "bias" and k not in parts and q in parts:
+            parts[k] = torch.zeros_like(parts[q])
+        for n in layout.names:
+            if n not in parts:
+                missing = layout.separate.format(base=base, name=n, param=param)
+                raise KeyMapError(f"{where}: missing key {missing!r} (the other attention projections are present)")
+        shapes = {tuple(parts[n].shape) for n in layout.names}
+        if len(shapes) != 1:
+            raise KeyMapError(f"{where}: {base}.*.{param} projections have different shapes {sorted(shapes)}")
+        out[layout.fused.format(base=base, param=param)] = torch.cat([parts[n] for n in layout.names], dim=0)
+    return out
+
+
+def split_qkv(state: Mapping[str, Tensor], layout: QKVLayout) -> dict[str, Tensor]:
+    """Inverse of `fuse_qkv` (the key bias left out for `no_key_bias` layouts)."""
+    fused = re.compile(re.escape(layout.fused).replace(re.escape("{base}"), "(.*)").replace(re.escape("{param}"),
+                                                                                                "(weight|bias)"))
+    out: dict[str, Tensor] = {}
+    for key, value in state.items():
+        m = fused.fullmatch(key)
+        if not m:
+            out[key] = value
+            continue
+        base, param = m.groups()
+        for n, chunk in zip(layout.names, value.chunk(3, dim=0)):
+            if not (layout.no_key_bias and n == layout.names[1] and param == "bias"):
+                out[layout.separate.format(base=base, name=n, param=param)] = chunk.clone()
+    return out
+
+
+# fairseq's MultiheadAttention (data2vec 1.0 speech and text).
+FAIRSEQ_QKV = QKVLayout(re.compile(r"(.*)\.(q|k|v)_proj\.(weight|bias)"), ("q", "k", "v"),
+                        "{base}.{name}_proj.{param}", "{base}.qkv.{param}")
