@@ -50,6 +50,7 @@ class EncoderConfig:
     num_heads: int = 12
     mlp_ratio: float = 4.0
     norm_first: bool = False
+    final_norm: bool = True  # pre-LN only: end with a LayerNorm (False: transformers' mean-pooling vision models)
     layer_scale_init: float = 0.0  # 0 disables layer scale
     dropout: float = 0.0  # after attention and after the MLP
     attn_dropout: float = 0.0

@@ -41,7 +41,7 @@ from safetensors.torch import save_file
 from torch import Tensor, nn
 
 from data2vec.checkpoints import hf_keymaps as hk
-from data2vec.checkpoints.keymaps import KeyMap, map_state
+from data2vec.checkpoints.keymaps import KeyMap, fuse_qkv, map_state, split_qkv
 from data2vec.checkpoints.pretrained import read_safetensors
 from data2vec.config import ConfigError, ModelConfig
 from data2vec.heads.finetuned import HeadConfig
@@ -181,8 +181,9 @@ def model_config_from_hf(hf: dict[str, Any], modality: str, where: str, head: Op
         per_layer = bool(hf.get("use_relative_position_bias", False))
         _require(hf, where, "use_shared_relative_position_bias", lambda v: bool(v) != per_layer, False,
                  "exactly one of use_relative_position_bias / use_shared_relative_position_bias must be set")
-        _require(hf, where, "use_mean_pooling", head == "image_classification", True,
-                 "the classifier needs mean pooling (BEiT fc_norm) and the bare model the final LayerNorm")
+        mean_pooling = bool(hf.get("use_mean_pooling", True))
+        if head == "image_classification":
+            _require(hf, where, "use_mean_pooling", True, True, "the classifier needs mean pooling (BEiT fc_norm)")
         size = _require(hf, where, "image_size", lambda v: isinstance(v, int) or len(set(v)) == 1, 224,
                         "only square images")
         size = size if isinstance(size, int) else size[0]
@@ -195,7 +196,9 @@ def model_config_from_hf(hf: dict[str, Any], modality: str, where: str, head: Op
         enc = _encoder(hf, where, base.encoder, dropout=hf.get("hidden_dropout_prob", 0.0),
                        attn_dropout=hf.get("attention_probs_dropout_prob", 0.0),
                        layer_scale_init=float(hf.get("layer_scale_init_value", 0.1)),
-                       drop_path=hf.get("drop_path_rate", 0.1))
+                       drop_path=hf.get("drop_path_rate", 0.1),
+                       # A bare mean-pooling model ends without a LayerNorm (nn.Identity in transformers).
+                       final_norm=head is not None or not mean_pooling)
     targets = dc.replace(base.targets, top_k=min(base.targets.top_k, enc.depth))
     return dc.replace(base, input=inp, encoder=enc, targets=targets)
 
@@ -212,7 +215,7 @@ def _keymap(modality: str, prefix: str, cfg: ModelConfig, head: Optional[str], m
     if modality == "text":
         return hk.text_keymap(prefix, head)
     return hk.vision_keymap(prefix, cfg.input.rel_pos_bias == "per_layer", cfg.encoder.layer_scale_init > 0, head,
-                            mask_token)
+                            mask_token, cfg.encoder.final_norm)
 
 
 def import_hf(folder: str | Path, *, dropped: Optional[dict[str, str]] = None,
@@ -248,7 +251,7 @@ def import_hf(folder: str | Path, *, dropped: Optional[dict[str, str]] = None,
         state = hk.check_relative_position_index(state, cfg.input.image_size // cfg.input.patch_size, where, drops)
     if modality == "text":
         state = hk.fold_token_type(state, prefix, where)
-    state = hk.fuse_qkv(state, modality, where)
+    state = fuse_qkv(state, hk.QKV[modality], where)
 
     mask_key = {"audio": f"{prefix}masked_spec_embed", "vision": f"{prefix}embeddings.mask_token"}.get(modality)
     has_mask = head is None and mask_key in state
@@ -319,7 +322,7 @@ def hf_config_from_ours(model_cfg: ModelConfig, head_cfg: Optional[HeadConfig], 
               use_relative_position_bias=inp.rel_pos_bias == "per_layer",
               use_shared_relative_position_bias=inp.rel_pos_bias == "shared",
               layer_scale_init_value=enc.layer_scale_init, drop_path_rate=enc.drop_path,
-              use_mean_pooling=head_cfg is not None)
+              use_mean_pooling=head_cfg is not None or not enc.final_norm)
     if head_cfg is not None:
         kw["num_labels"] = head_cfg.num_outputs
     return kw
@@ -347,7 +350,7 @@ def export_hf(model: nn.Module, model_cfg: ModelConfig, head_cfg: Optional[HeadC
     kwargs = hf_config_from_ours(model_cfg, head_cfg, has_mask)
     prefix = hk.PREFIX[modality] if head_cfg is not None else ""
     keymap = _keymap(modality, prefix, model_cfg, head_kind, has_mask).inverse()
-    out = hk.split_qkv(map_state(state, keymap, None, f"export_hf({arch})"), modality)
+    out = split_qkv(map_state(state, keymap, None, f"export_hf({arch})"), hk.QKV[modality])
     if modality == "text":
         out[f"{prefix}embeddings.token_type_embeddings.weight"] = torch.zeros(1, model_cfg.encoder.dim)
         if head_cfg is None:

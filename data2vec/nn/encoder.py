@@ -53,8 +53,8 @@ class TransformerEncoder(nn.Module):
             )
             for i in range(depth)
         )
-        # Pre-LN stacks end with a norm; post-LN blocks already end normalized.
-        self.norm = nn.LayerNorm(cfg.dim, eps=cfg.norm_eps) if cfg.norm_first and depth > 0 else None
+        # Pre-LN stacks end with a norm (unless cfg.final_norm is off); post-LN blocks already end normalized.
+        self.norm = nn.LayerNorm(cfg.dim, eps=cfg.norm_eps) if cfg.norm_first and cfg.final_norm and depth > 0 else None
 
     def forward(
         self,

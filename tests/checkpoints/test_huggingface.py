@@ -129,6 +129,9 @@ CASES = [
     ("vision", "Data2VecVisionModel", lambda: vision_config(True, False)),
     ("vision", "Data2VecVisionForImageClassification", lambda: vision_config(True, True)),
     ("vision", "Data2VecVisionForImageClassification", lambda: vision_config(False, True)),
+    # transformers' default for the bare model: mean pooling, so no final LayerNorm
+    ("vision", "Data2VecVisionModel", lambda: vision_config(False, True)),
+    ("vision", "Data2VecVisionModel", lambda: vision_config(True, True, use_mask_token=True)),
 ]
 IDS = [f"{c[1]}-{i}" for i, c in enumerate(CASES)]
 
@@ -237,7 +240,8 @@ def test_missing_projection_is_an_error_naming_it(tmp_path):
 @pytest.mark.parametrize("cls_name,config,field", [
     ("Data2VecVisionModel", lambda: vision_config(False, False, use_absolute_position_embeddings=True),
      "use_absolute_position_embeddings"),
-    ("Data2VecVisionModel", lambda: vision_config(False, False, use_mean_pooling=True), "use_mean_pooling"),
+    ("Data2VecVisionForImageClassification", lambda: vision_config(False, True, use_mean_pooling=False),
+     "use_mean_pooling"),
     ("Data2VecAudioModel", lambda: audio_config(conv_bias=True), "conv_bias"),
     ("Data2VecTextModel", lambda: text_config(type_vocab_size=2), "type_vocab_size"),
     ("Data2VecTextModel", lambda: text_config(hidden_act="relu"), "hidden_act"),
