@@ -74,12 +74,13 @@ def load_model(path: str | Path, weights: str = "student", source: Optional[str]
 
 def detect_format(path: str | Path) -> str:
     """The format of `path` (one of `FORMATS`), from its content. A file is read to tell a
-    run's `last.pt` from Meta's files; `read_checkpoint` reads it only once."""
-    return _detect(Path(path))[0]
+    run's `last.pt` from Meta's files (see `sniff` to keep what was read)."""
+    return sniff(path)[0]
 
 
-def _detect(path: Path) -> tuple[str, Optional[dict[str, Any]]]:
-    """(format, the file's contents for a file)."""
+def sniff(path: str | Path) -> tuple[str, Optional[dict[str, Any]]]:
+    """(format, the file's contents for a file, None for a folder)."""
+    path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file or folder")
     if path.is_dir():
@@ -111,7 +112,7 @@ def read_checkpoint(path: str | Path, source: Optional[str] = None, num_heads: O
     if source is not None and source not in FORMATS:
         raise ValueError(f"{path}: unknown checkpoint format {source!r}; expected one of {FORMATS}")
     if source is None:
-        source, read = _detect(path)
+        source, read = sniff(path)
         ckpt = ckpt if ckpt is not None else read
     if source == "run":
         return _read_run(path, ckpt)
@@ -173,4 +174,8 @@ def _read_hf(path: Path) -> Imported:
     dropped: dict[str, str] = {}
     model_cfg, head, state = import_hf(path, dropped=dropped)
     cfg = dataclasses.replace(get_preset(PRESET[OUR_KIND[model_cfg.input.kind]]), model=model_cfg)
+    channels = getattr(model_cfg.input, "in_chans", None)
+    if channels is not None and len(getattr(cfg.data, "mean", ())) != channels:
+        # transformers' BEiT image processor normalizes every channel with mean 0.5, std 0.5.
+        cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, mean=(0.5,) * channels, std=(0.5,) * channels))
     return Imported(cfg, state, None, head, "Hugging Face transformers folder", sorted(dropped.items()))

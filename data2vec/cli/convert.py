@@ -1,22 +1,32 @@
-"""data2vec convert [--from fairseq|ours|hf] IN [--to ours|fairseq|hf] OUT"""
+"""data2vec convert [--from run|ours|fairseq|hf] IN [--to ours|fairseq|hf] OUT"""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Optional
 
-from data2vec.checkpoints.load import FORMATS, detect_format, read_checkpoint
-from data2vec.checkpoints.pretrained import save_pretrained
+from torch import Tensor
 
-HELP = ("convert a checkpoint (Meta's fairseq .pt / BEiT .pth, data2vec 1.0 or 2.0, pretrained or fine-tuned, "
-        "a Hugging Face Data2Vec* folder, or our folder) to our safetensors folder, Meta's layout or transformers'")
+from data2vec.checkpoints.fairseq_v1 import export_fairseq
+from data2vec.checkpoints.huggingface import export_hf
+from data2vec.checkpoints.load import FORMATS, read_checkpoint, sniff
+from data2vec.checkpoints.pretrained import MODEL_FILE, read_metadata, save_pretrained
+from data2vec.config import PretrainConfig
+from data2vec.heads.finetuned import HeadConfig
+from data2vec.models import build_model
+
+HELP = ("convert a checkpoint (a run folder or its last.pt, Meta's fairseq .pt / BEiT .pth, data2vec 1.0 or 2.0, "
+        "pretrained or fine-tuned, a Hugging Face Data2Vec* folder, or our folder) to our safetensors folder, "
+        "Meta's layout or transformers'")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("input", help="fairseq .pt / BEiT .pth file, our checkpoint folder, or a transformers folder")
+    p.add_argument("input", help="a run folder or its last.pt, a fairseq .pt / BEiT .pth file, our checkpoint folder, "
+                                 "or a transformers folder")
     p.add_argument("--from", dest="source", choices=FORMATS,
-                   help="input format (default: a file is fairseq/BEiT; a folder is transformers' when its "
-                        "config.json has a model_type, else ours)")
+                   help="input format (default: detected from the content: a run's last.pt or checkpoints/ folder, "
+                        "our folder, a transformers folder (config.json with a model_type), else fairseq/BEiT)")
     p.add_argument("--to", dest="target", choices=["ours", "fairseq", "hf"], default="ours",
                    help="output format: our folder, a fairseq-layout .pt (BEiT .pth layout for 1.0 vision), or a "
                         "transformers folder (data2vec 1.0 models; loads with Data2Vec*.from_pretrained)")
@@ -30,8 +40,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    source = args.source or detect_format(args.input)
-    imp = read_checkpoint(args.input, source, num_heads=args.num_heads)
+    source, ckpt = (args.source, None) if args.source else sniff(args.input)
+    imp = read_checkpoint(args.input, source, num_heads=args.num_heads, ckpt=ckpt)
     cfg, student, teacher, head = imp.cfg, imp.student, imp.teacher, imp.head
     if args.no_teacher:
         teacher = None
@@ -42,8 +52,6 @@ def run(args: argparse.Namespace) -> int:
         what += f", fine-tuned {head.kind} head with {head.num_outputs} outputs"
     kept = "with" if teacher is not None else "without"
     if args.target == "fairseq":
-        from data2vec.checkpoints.fairseq_v1 import export_fairseq
-
         export_fairseq(args.output, cfg, student, teacher, head, drop_k_bias=args.drop_k_bias)
         print(f"wrote {args.output} (fairseq layout; {what}, {kept} EMA teacher)")
         return 0
@@ -52,10 +60,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {args.output} (transformers layout; {what}; the EMA teacher has no place there)")
         return 0
     # Keep the original provenance through ours -> ours copies (it carries the license note).
-    meta = {"source": Path(args.input).name, "source_format": imp.source if source != "ours" else "data2vec"}
+    meta = {"source": Path(args.input).name, "source_format": imp.source if source not in ("ours", "run") else "data2vec"}
     if source == "ours":
-        from data2vec.checkpoints.pretrained import MODEL_FILE, read_metadata
-
         old = read_metadata(Path(args.input) / MODEL_FILE)
         meta.update({k: old[k] for k in ("source", "source_format") if k in old})
     save_pretrained(student, cfg, args.output, teacher=teacher, metadata=meta, head=head)
@@ -63,10 +69,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _export_hf(cfg, student, head, output: str) -> None:
-    from data2vec.checkpoints.huggingface import export_hf
-    from data2vec.models import build_model
-
+def _export_hf(cfg: PretrainConfig, student: dict[str, Tensor], head: Optional[HeadConfig], output: str) -> None:
     model = build_model(cfg.model, head)
     model.load_state_dict(student)
     export_hf(model, cfg.model, head, output)

@@ -8,8 +8,9 @@ from typing import Any
 
 from torch import Tensor
 
-from data2vec.checkpoints.load import detect_format, read_checkpoint
-from data2vec.checkpoints.pretrained import MODEL_FILE, count_parameters, read_metadata, read_pretrained
+from data2vec.checkpoints.fairseq import detect_modality, stored_model_cfg
+from data2vec.checkpoints.load import FORMATS, read_checkpoint, sniff
+from data2vec.checkpoints.pretrained import MODEL_FILE, count_parameters, read_head, read_metadata, read_pretrained
 
 HELP = "print what a checkpoint holds: type, modality, version, sizes, teacher, license note"
 
@@ -22,22 +23,22 @@ BEIT_LICENSE = "see the source repository's license (facebookresearch/data2vec_v
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("checkpoint", help="our checkpoint folder, a transformers Data2Vec* folder, a fairseq .pt or a "
-                                      "BEiT-repository .pth file")
+    p.add_argument("checkpoint", help="a run folder or its last.pt, our checkpoint folder, a transformers Data2Vec* "
+                                      "folder, a fairseq .pt or a BEiT-repository .pth file")
+    p.add_argument("--from", dest="source", choices=FORMATS, help="force the format (default: detected)")
     p.add_argument("--num-heads", type=int, default=None, help="BEiT files: expected attention heads (checked)")
 
 
 def run(args: argparse.Namespace) -> int:
     path = Path(args.checkpoint)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such file or folder")
-    source = detect_format(path)
+    source, ckpt = sniff(path)
+    source = args.source or source
     if source == "ours":
         info = _ours(path)
-    elif source == "hf":
-        info = _imported(read_checkpoint(path, "hf"))
+    elif source == "fairseq" and _is_d2v2(ckpt):
+        info = _fairseq(path, ckpt)
     else:
-        info = _file(path, args.num_heads)
+        info = _imported(read_checkpoint(path, source, args.num_heads, ckpt=ckpt))
     width = max(map(len, info))
     for key, value in info.items():
         print(f"{key + ':':<{width + 1}} {value}")
@@ -58,8 +59,6 @@ def _head(head: Any) -> str:
 
 
 def _ours(path: Path) -> dict[str, str]:
-    from data2vec.checkpoints.pretrained import read_head
-
     cfg, student, teacher = read_pretrained(path)
     kind, meta = cfg.model.input.kind, read_metadata(path / MODEL_FILE)
     enc, head = cfg.model.encoder, read_head(path)
@@ -74,21 +73,16 @@ def _ours(path: Path) -> dict[str, str]:
     return info
 
 
-def _file(path: Path, num_heads: Any) -> dict[str, str]:
-    """A data2vec 2.0 pretraining file is summarized from its config; anything else (1.0,
-    BEiT, fine-tuned wrappers) is imported in full, which also validates every key."""
-    from data2vec.checkpoints.fairseq_v1 import import_checkpoint
-    from data2vec.checkpoints.unpickle import load_checkpoint
-
-    ckpt = load_checkpoint(path)  # read once; both branches use it
-    cfg = ckpt.get("cfg")
-    if isinstance(cfg, dict) and isinstance(cfg.get("model"), dict) and cfg["model"].get("_name") == "data2vec_multi":
-        return _fairseq(path, ckpt)
-    return _imported(import_checkpoint(path, num_heads=num_heads, ckpt=ckpt))
+def _is_d2v2(ckpt: Any) -> bool:
+    """A data2vec 2.0 pretraining file is summarized from its config; anything else (runs,
+    1.0, BEiT, fine-tuned wrappers, transformers) is imported in full, which also validates
+    every key."""
+    cfg = ckpt.get("cfg") if isinstance(ckpt, dict) else None
+    return isinstance(cfg, dict) and isinstance(cfg.get("model"), dict) and cfg["model"].get("_name") == "data2vec_multi"
 
 
 def _imported(imp: Any) -> dict[str, str]:
-    """Summary of an `Imported` checkpoint (fairseq 1.0, BEiT, fine-tuned, transformers)."""
+    """Summary of an `Imported` checkpoint (runs, fairseq 1.0, BEiT, fine-tuned, transformers)."""
     kind, enc = imp.cfg.model.input.kind, imp.cfg.model.encoder
     info = {"type": imp.source, "modality": kind, "version": f"data2vec {imp.cfg.model.version}.0",
             "architecture": f"dim {enc.dim}, {enc.depth} blocks, {enc.num_heads} heads",
@@ -102,8 +96,6 @@ def _imported(imp: Any) -> dict[str, str]:
 
 
 def _fairseq(path: Path, ckpt: dict[str, Any]) -> dict[str, str]:
-    from data2vec.checkpoints.fairseq import detect_modality, stored_model_cfg
-
     model_cfg = stored_model_cfg(ckpt, path)
     state = dict(ckpt.get("model") or {})
     ema = state.pop("_ema", None)

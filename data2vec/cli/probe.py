@@ -1,47 +1,83 @@
-"""data2vec probe CHECKPOINT --train PATH --test PATH"""
+"""data2vec probe CHECKPOINT --train PATH --test PATH [--layer L] [--pooling P]"""
 
 from __future__ import annotations
 
 import argparse
 import json
+from typing import Any
 
 from data2vec.checkpoints.load import load_model
-from data2vec.data.image import TransformedImages, collate_images, eval_transform, open_images
-from data2vec.eval.probe import POOLINGS, encoder_features, extract_features, probe_report
+from data2vec.eval.embed import extract, tokenizer_for
+from data2vec.eval.features import POOLINGS, FeatureSpec, default_pooling
+from data2vec.eval.inputs import class_ids, open_inputs
+from data2vec.eval.probe import probe_report
 
-HELP = "linear probe and kNN on frozen features of a checkpoint"
+HELP = "linear probe and kNN on frozen features of any checkpoint: images, audio or text"
+
+
+def add_feature_arguments(p: argparse.ArgumentParser) -> None:
+    """The checkpoint and feature choices `probe` and `embed` share."""
+    p.add_argument("--weights", default="student", choices=["student", "teacher"],
+                   help="student weights (what data2vec 2.0 fine-tunes) or the EMA teacher")
+    p.add_argument("--layer", default="last",
+                   help="last | block:N (block N's output, 1-based) | top:K (average of the top K blocks' normalized "
+                        "outputs: the data2vec target representation) | top (the model's own targets.top_k)")
+    p.add_argument("--pooling", choices=POOLINGS, default=None,
+                   help="mean over real tokens, the CLS token, both, or none (one row per token); default: mean+cls "
+                        "when the model has a CLS token, else mean")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--device", default="auto", help="auto (a GPU when there is one), cpu, cuda, ...")
+
+
+def add_input_arguments(p: argparse.ArgumentParser, labels: bool = False) -> None:
+    """How audio and text inputs are read (images need nothing)."""
+    p.add_argument("--tokenizer", help="text: tokenizer.json or folder (default: the one the model was trained with)")
+    p.add_argument("--text-column", default="sentence", help="text TSV/CSV/JSONL: text column (name, key or index)")
+    if labels:
+        p.add_argument("--label-column", default="label", help="text TSV/CSV/JSONL: label column")
+        p.add_argument("--labels", dest="label_ext", default="label",
+                       help="audio: extension of the label file beside each manifest (train.tsv + train.EXT)")
+    p.add_argument("--no-header", action="store_true", help="text TSV/CSV files have no header line")
+
+
+def input_options(args: argparse.Namespace) -> dict[str, Any]:
+    column = lambda c: int(c) if isinstance(c, str) and c.isdigit() else c  # noqa: E731
+    return {"text_column": column(args.text_column), "label_column": column(getattr(args, "label_column", None)),
+            "label_ext": getattr(args, "label_ext", None), "header": not args.no_header}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("checkpoint", help="a training checkpoint (runs/.../checkpoints/last.pt)")
-    p.add_argument("--train", required=True, help="labeled training images: idx file (labels beside it) or folder/<class>/...")
-    p.add_argument("--test", required=True, help="labeled test images, same forms")
-    p.add_argument("--weights", default="student", choices=["student", "teacher"],
-                   help="student weights (what data2vec 2.0 fine-tunes) or the EMA teacher")
-    p.add_argument("--pooling", default="mean+cls", choices=POOLINGS)
-    p.add_argument("--train-limit", type=int, default=0, help="use only the first N training images")
+    p.add_argument("checkpoint", help="any checkpoint: a run folder or its last.pt, our folder, a fairseq .pt, a BEiT "
+                                      ".pth or a transformers folder")
+    p.add_argument("--train", required=True, help="labeled training inputs: images (idx file with labels beside it, "
+                   "or folder/<class>/...), audio (manifest .tsv + label file), text (TSV/CSV/JSONL)")
+    p.add_argument("--test", required=True, help="labeled test inputs, same forms")
+    add_feature_arguments(p)
+    add_input_arguments(p, labels=True)
+    p.add_argument("--train-limit", type=int, default=0, help="use only the first N training inputs")
     p.add_argument("--knn-k", type=int, default=20, help="k for kNN (0: skip kNN)")
-    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--progress", action="store_true", help="progress bars while extracting features")
 
 
 def run(args: argparse.Namespace) -> int:
     model, cfg, _ = load_model(args.checkpoint, args.weights)
-    inp = cfg.model.input
-    if inp.kind not in ("image", "beit"):
-        raise ValueError(f"{args.checkpoint}: probe supports image models; this one is {inp.kind!r}")
-    tf = eval_transform(inp.image_size, cfg.data.mean, cfg.data.std)
-    datasets = []
+    spec = FeatureSpec(args.layer, args.pooling or default_pooling(model))
+    if spec.pooling == "none":
+        raise ValueError("probes need one vector per input: choose --pooling mean, cls or mean+cls")
+    tokenizer = tokenizer_for(cfg, args.tokenizer)
+    feats = []
     for path, limit in ((args.train, args.train_limit), (args.test, 0)):
-        images = open_images(path, inp.in_chans, limit)
-        if getattr(images, "labels", None) is None or min(images.labels) < 0:
-            raise ValueError(f"{path}: probing needs labels (an idx labels file beside it, or one sub-folder per class)")
-        datasets.append(TransformedImages(images, tf))
-    fn = encoder_features(model, args.pooling)
-    train = extract_features(fn, datasets[0], collate_images, args.batch_size)
-    test = extract_features(fn, datasets[1], collate_images, args.batch_size)
-    report = probe_report(train, test, args.knn_k or None)
-    print(json.dumps({"checkpoint": args.checkpoint, "weights": args.weights, "pooling": args.pooling,
-                      "train_samples": len(train[1]), "test_samples": len(test[1]), **report}, indent=2))
+        inputs = open_inputs(path, cfg, tokenizer=tokenizer, limit=limit, **input_options(args))
+        if inputs.labels is None:
+            raise ValueError(f"{path}: probing needs labels (images: an idx labels file beside it or one sub-folder "
+                             "per class; audio: a label file beside the manifest; text: a label column)")
+        feats.append(extract(model, cfg, inputs, spec, args.batch_size, args.device, args.progress))
+    names, train_y = class_ids(feats[0].labels)
+    _, test_y = class_ids(feats[1].labels, names)
+    report = probe_report((feats[0].features, train_y), (feats[1].features, test_y), args.knn_k or None)
+    print(json.dumps({"checkpoint": str(args.checkpoint), "weights": args.weights, "layer": spec.layer,
+                      "pooling": spec.pooling, "train_samples": len(train_y), "test_samples": len(test_y),
+                      "skipped": len(feats[0].skipped) + len(feats[1].skipped), **report}, indent=2))
     print(f"linear probe top-1: {100 * report['linear_top1']:.2f}%")
     if "knn_top1" in report:
         print(f"kNN (k={args.knn_k}) top-1: {100 * report['knn_top1']:.2f}%")

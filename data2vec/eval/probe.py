@@ -10,24 +10,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
+from data2vec.eval.features import pool_tokens
+
 log = logging.getLogger("data2vec")
-
-POOLINGS = ("mean", "cls", "mean+cls")
-
-
-def pool_features(x: Tensor, num_extra: int, pooling: str) -> Tensor:
-    """x: (B, E + T, D) encoder output -> (B, F) per `pooling` (mean over the T patch tokens,
-    the CLS token, or both concatenated)."""
-    if pooling not in POOLINGS:
-        raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
-    mean = x[:, num_extra:].mean(1)
-    if pooling == "mean":
-        return mean
-    if num_extra < 1:
-        raise ValueError(f"pooling={pooling!r} needs a CLS token; this model has none")
-    cls = x[:, num_extra - 1]
-    return cls if pooling == "cls" else torch.cat([mean, cls], dim=1)
-
 
 @torch.no_grad()
 def extract_features(
@@ -47,12 +32,13 @@ def extract_features(
 
 
 def encoder_features(model: nn.Module, pooling: str = "mean+cls") -> Callable[[Tensor], Tensor]:
-    """A feature function for `extract_features` from a data2vec model (eval mode, no masks)."""
+    """A feature function for `extract_features` from a data2vec image model (eval mode, no
+    masks, the last layer; `eval.features` has every layer and modality)."""
     model.eval()
     extra = model.modality.num_extra_tokens
 
     def encode(x: Tensor) -> Tensor:
-        return pool_features(model.extract_features(x).x, extra, pooling)
+        return pool_tokens(model.extract_features(x).x, None, extra, pooling)
 
     return encode
 

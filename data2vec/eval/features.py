@@ -1,0 +1,101 @@
+"""Frozen features of any data2vec model: a choice of layer and of pooling.
+
+Layers: "last" (the encoder output), "block:N" (block N's output, 1-based) or "top:K" / "top"
+(the average of the top K blocks' normalized outputs: the data2vec target representation,
+computed by the same `make_targets` as the teacher's targets; "top" uses the model's own
+`targets.top_k`). Poolings: "mean" over real tokens (no extra tokens, no padding), "cls" (the
+extra CLS token), "mean+cls" (both concatenated) or "none" (one row per real token).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+from torch import Tensor, nn
+
+from data2vec.algorithms.targets import make_targets
+from data2vec.config import ModelConfig
+
+POOLINGS = ("mean", "cls", "mean+cls", "none")
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """Which representation to read out: `layer` ("last", "block:N", "top:K", "top") and
+    `pooling` (one of POOLINGS)."""
+
+    layer: str = "last"
+    pooling: str = "mean"
+
+
+def default_pooling(model: nn.Module) -> str:
+    """CLS and mean together when the model has a CLS token (images), else the mean."""
+    return "mean+cls" if model.modality.num_extra_tokens > 0 else "mean"
+
+
+def parse_layer(layer: str, cfg: ModelConfig) -> tuple[str, int]:
+    """("last", 0), ("block", N) or ("top", K) for a layer spec, checked against `cfg`."""
+    depth = cfg.encoder.depth
+    name, _, arg = layer.partition(":")
+    if name == "last" and not arg:
+        return "last", 0
+    if name == "top" and not arg:
+        return "top", cfg.targets.top_k
+    if name in ("block", "top") and arg.isdigit() and 1 <= int(arg) <= depth:
+        return name, int(arg)
+    raise ValueError(f"layer={layer!r}: expected 'last', 'block:N' or 'top:K' with 1 <= N, K <= {depth} "
+                     "(the encoder's depth), or 'top' (the model's targets.top_k)")
+
+
+def token_features(model: nn.Module, cfg: ModelConfig, inputs: Tensor, padding_mask: Optional[Tensor],
+                   layer: str = "last") -> tuple[Tensor, Optional[Tensor], int]:
+    """Encode every token (nothing masked) and read out `layer`.
+
+    Returns (x, pad, E): x (B, E + T, D) with the E extra tokens in front for "last" and
+    "block:N", (B, T, D) float32 with E = 0 for "top:K" (targets carry no extra tokens); pad
+    (B, E + T) / (B, T) bool, True = padding, or None.
+    """
+    kind, n = parse_layer(layer, cfg)
+    modality, extra = model.modality, model.modality.num_extra_tokens
+    feats, pad = modality.local_features(inputs, padding_mask)
+    ctx = modality.contextualize(feats, pad, None)
+    out = model.encoder(ctx.x, ctx.padding_mask, ctx.attn_bias)
+    if kind == "last":
+        return out.x, ctx.padding_mask, extra
+    if kind == "block":
+        return out.block_outputs[n - 1], ctx.padding_mask, extra
+    layers = out.layer_results if cfg.targets.layer == "ffn" else out.block_outputs
+    targets = dataclasses.replace(cfg.targets, top_k=n)
+    real_pad = ctx.padding_mask[:, extra:] if ctx.padding_mask is not None else None
+    return make_targets([h[:, extra:] for h in layers], targets, real_pad), real_pad, 0
+
+
+def pool_tokens(x: Tensor, pad: Optional[Tensor], num_extra: int, pooling: str) -> Tensor | list[Tensor]:
+    """x: (B, E + T, D) -> (B, F) for "mean" (real tokens), "cls", "mean+cls"; for "none" a
+    list of B tensors (T_b, D), the real tokens of each row."""
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+    tokens = x[:, num_extra:]
+    keep = torch.ones(tokens.shape[:2], dtype=torch.bool, device=x.device) if pad is None else ~pad[:, num_extra:]
+    if pooling == "none":
+        return [t[k] for t, k in zip(tokens, keep)]
+    w = keep.unsqueeze(-1).to(tokens.dtype)
+    mean = (tokens * w).sum(1) / w.sum(1).clamp_min(1.0)
+    if pooling == "mean":
+        return mean
+    if num_extra < 1:
+        raise ValueError(f"pooling={pooling!r} needs a CLS token; this model (or layer) has none: use 'mean'")
+    cls = x[:, num_extra - 1]
+    return cls if pooling == "cls" else torch.cat([mean, cls], dim=1)
+
+
+@torch.no_grad()
+def embed_batch(model: nn.Module, cfg: ModelConfig, inputs: Tensor, padding_mask: Optional[Tensor],
+                spec: FeatureSpec) -> Tensor | list[Tensor]:
+    """Features of one batch per `spec`, float32 on the model's device (see `pool_tokens`)."""
+    x, pad, extra = token_features(model, cfg, inputs, padding_mask, spec.layer)
+    out = pool_tokens(x.float(), pad, extra, spec.pooling)
+    return out
