@@ -1,6 +1,7 @@
 """Checkpoints in and out, through declarative key maps and a code-free unpickler:
 
-- `load`: one entry point for any supported format (`read_checkpoint`, `read_weights`, `detect_format`).
+- `load`: one loader for every format, detected by content: `load_model` (a ready model),
+  `read_checkpoint` / `read_weights` (the states), `sniff` / `detect_format`.
 - `imported`: `Imported`, what reading a checkpoint returns (config, states, head, dropped keys).
 - `pretrained`: our safetensors checkpoint folders, written and read.
 - `fairseq`: fairseq data2vec 2.0 `data2vec_multi` imports (`import_fairseq`) and their config tables.

@@ -9,7 +9,8 @@ from typing import Any
 from data2vec.checkpoints.load import load_model
 from data2vec.eval.embed import extract, tokenizer_for
 from data2vec.eval.features import POOLINGS, FeatureSpec, default_pooling
-from data2vec.eval.inputs import class_ids, open_inputs
+from data2vec.data.audio_labeled import class_index
+from data2vec.eval.inputs import open_inputs
 from data2vec.eval.probe import probe_report
 
 HELP = "linear probe and kNN on frozen features of any checkpoint: images, audio or text"
@@ -72,8 +73,8 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"{path}: probing needs labels (images: an idx labels file beside it or one sub-folder "
                              "per class; audio: a label file beside the manifest; text: a label column)")
         feats.append(extract(model, cfg, inputs, spec, args.batch_size, args.device, args.progress))
-    names, train_y = class_ids(feats[0].labels)
-    _, test_y = class_ids(feats[1].labels, names)
+    names, train_y = class_index([str(v) for v in feats[0].labels])
+    _, test_y = class_index([str(v) for v in feats[1].labels], names)
     report = probe_report((feats[0].features, train_y), (feats[1].features, test_y), args.knn_k or None)
     print(json.dumps({"checkpoint": str(args.checkpoint), "weights": args.weights, "layer": spec.layer,
                       "pooling": spec.pooling, "train_samples": len(train_y), "test_samples": len(test_y),

@@ -97,5 +97,4 @@ def embed_batch(model: nn.Module, cfg: ModelConfig, inputs: Tensor, padding_mask
                 spec: FeatureSpec) -> Tensor | list[Tensor]:
     """Features of one batch per `spec`, float32 on the model's device (see `pool_tokens`)."""
     x, pad, extra = token_features(model, cfg, inputs, padding_mask, spec.layer)
-    out = pool_tokens(x.float(), pad, extra, spec.pooling)
-    return out
+    return pool_tokens(x.float(), pad, extra, spec.pooling)

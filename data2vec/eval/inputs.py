@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Optional
 
 import torch
 from torch.utils.data import Dataset
@@ -160,14 +160,3 @@ def open_inputs(path: str | Path, cfg: PretrainConfig, *, tokenizer: Optional[Te
             raise ValueError("text inputs need a tokenizer (--tokenizer)")
         return text_inputs(path, cfg, tokenizer, text_column, label_column, header, limit)
     raise ValueError(f"no input reader for model.input.kind={kind!r}")
-
-
-def class_ids(labels: Sequence[Any], names: Optional[list[str]] = None) -> tuple[list[str], torch.Tensor]:
-    """Labels (ints or strings) -> (class names, (N,) ids); `names` fixes the set (test split)."""
-    if names is None:
-        names = sorted({str(v) for v in labels}, key=lambda s: (not s.lstrip("-").isdigit(), int(s) if s.lstrip("-").isdigit() else 0, s))
-    index = {n: i for i, n in enumerate(names)}
-    unknown = sorted({str(v) for v in labels} - set(index))
-    if unknown:
-        raise ValueError(f"labels {unknown[:5]} do not occur in the training data")
-    return names, torch.tensor([index[str(v)] for v in labels], dtype=torch.long)

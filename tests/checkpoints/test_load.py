@@ -71,18 +71,22 @@ def test_wrong_inputs_are_one_line_errors_naming_the_file(write_fairseq, tmp_pat
             assert "\n" not in str(e)
 
 
-def test_a_run_exports_itself_and_every_form_loads_alike(fmnist_train, tmp_path):
+def test_a_run_stopped_by_its_time_limit_exports_itself_and_every_form_loads_alike(fmnist_train, tmp_path):
+    from data2vec.cli import main
     from data2vec.config import apply_overrides
     from data2vec.presets import get_preset
     from data2vec.train.pretrain import pretrain
 
     cfg = apply_overrides(get_preset("data2vec2_image_tiny"), [f"data.path={fmnist_train}", "data.limit=300",
-                                                              "train.max_steps=2"])
+                                                              "train.max_steps=50", "train.log_every=1",
+                                                              "train.time_limit_min=1e-6"])
     summary = pretrain(cfg, tmp_path / "run", progress=False)
     export = tmp_path / "run" / "export"
-    assert summary["export"] == str(export) and detect_format(export) == "ours"
+    assert summary["steps"] == 1 and summary["export"] == str(export) and detect_format(export) == "ours"
     assert not any(p.suffix == ".pt" or p.suffix == ".bin" for p in export.iterdir())
     for weights in ("student", "teacher"):
         a = load_model(tmp_path / "run", weights).model.state_dict()
         _same(a, load_model(export, weights).model.state_dict())
         _same(a, load_model(tmp_path / "run" / "checkpoints" / "last.pt", weights).model.state_dict())
+    assert main(["convert", str(tmp_path / "run"), "--to", "fairseq", str(tmp_path / "meta.pt")]) == 0
+    _same(load_model(tmp_path / "meta.pt").model.state_dict(), load_model(export).model.state_dict())
