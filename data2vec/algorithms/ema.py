@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import copy
+import math
+from typing import Optional
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -21,6 +24,31 @@ def _full(t: torch.Tensor) -> torch.Tensor:
     """A student tensor sharded by FSDP2 (a DTensor) gathered whole: the teacher is a full copy
     on every rank, so it stays identical across ranks."""
     return t.full_tensor() if hasattr(t, "full_tensor") else t
+
+
+def init_share(start: float, end: float, anneal_steps: int, steps: int) -> float:
+    """Weight the teacher's random initialisation still has after `steps` updates: prod_t decay_t."""
+    ramp = min(max(steps, 0), max(anneal_steps, 0))
+    t = np.arange(1, ramp + 1, dtype=np.float64)
+    log_sum = np.log(end - (end - start) * (1.0 - t / anneal_steps)).sum() if ramp else 0.0
+    return math.exp(log_sum + (max(steps, 0) - ramp) * math.log(end)) if end > 0 else 0.0
+
+
+def teacher_lag_warning(cfg: TeacherConfig, max_steps: int, limit: float = 0.01) -> Optional[str]:
+    """A message when the EMA schedule leaves the teacher mostly its random initialisation.
+
+    With decays tuned for hundreds of thousands of updates, a run of a few hundred steps trains
+    its student towards targets of a nearly random network, and pretraining then buys little.
+    Returns None when at most `limit` of the initialisation is left at `max_steps`.
+    """
+    share = init_share(cfg.decay, cfg.end_decay, cfg.anneal_steps, max_steps)
+    if share <= limit:
+        return None
+    return (f"the EMA teacher keeps {100 * share:.0f}% of its random initialisation after train.max_steps={max_steps} "
+            f"updates (model.teacher.decay={cfg.decay}, end_decay={cfg.end_decay}, anneal_steps={cfg.anneal_steps}): "
+            "its targets stay close to a random network's. For short runs lower the decays so that "
+            "sum(1 - decay) over the run is at least 5, e.g. model.teacher.decay=0.98 model.teacher.end_decay=0.998 "
+            f"model.teacher.anneal_steps={max_steps}")
 
 
 class EMATeacher:

@@ -51,3 +51,24 @@ def test_teacher_state_round_trip():
     t2.load_state_dict(t.state_dict())
     torch.testing.assert_close(t2.module.weight, t.module.weight)
     assert t2.decay == 0.5
+
+
+def test_init_share_matches_the_product_of_decays():
+    from data2vec.algorithms.ema import init_share
+
+    expected = 1.0
+    for t in range(1, 301):
+        expected *= ema_decay(t, 0.99, 0.999, 200)
+    assert init_share(0.99, 0.999, 200, 300) == pytest.approx(expected, rel=1e-9)
+    assert init_share(0.9, 0.9, 0, 10) == pytest.approx(0.9**10)
+    assert init_share(0.5, 1.0, 0, 10) == 1.0  # a frozen teacher keeps all of it
+
+
+def test_teacher_lag_warning_names_the_fields_for_short_runs_only():
+    from data2vec.algorithms.ema import teacher_lag_warning
+
+    slow = TeacherConfig(decay=0.998, end_decay=0.9998, anneal_steps=1000)
+    msg = teacher_lag_warning(slow, max_steps=500)
+    assert msg is not None and "model.teacher.decay" in msg and "46%" in msg
+    assert teacher_lag_warning(slow, max_steps=200_000) is None
+    assert teacher_lag_warning(TeacherConfig(decay=0.98, end_decay=0.998, anneal_steps=500), 500) is None
