@@ -88,10 +88,32 @@ def build_run(cfg: FinetuneConfig) -> tuple[PretrainConfig, EncoderWithHead, Any
     return pre, model, task
 
 
+def from_scratch(cfg: FinetuneConfig) -> bool:
+    """Whether `cfg` starts from random weights (no `init`, or `weights=random`)."""
+    return not cfg.init or cfg.weights == "random"
+
+
+def scratch_policy(cfg: FinetuneConfig) -> FinetuneConfig:
+    """`cfg` for a run from random weights: nothing random stays frozen.
+
+    Recipes freeze the speech feature extractor and train only the head for the first updates
+    because the backbone is pretrained; applied to random weights, both would handicap the
+    from-scratch baseline by design (a random conv stack that never learns, updates spent on a
+    head over random features). Pretrained runs keep the recipe as it is.
+    """
+    if not from_scratch(cfg) or (not cfg.model.freeze_feature_extractor and not cfg.train.freeze_backbone_steps):
+        return cfg
+    log.info("random weights: the feature extractor trains and the backbone is not frozen for the first updates "
+             "(model.freeze_feature_extractor=false, train.freeze_backbone_steps=0)")
+    return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, freeze_feature_extractor=False),
+                               train=dataclasses.replace(cfg.train, freeze_backbone_steps=0))
+
+
 def run_finetune(cfg: FinetuneConfig, run_dir: str | Path, resume: bool = False, force: bool = False,
                  progress: bool = True) -> dict[str, Any]:
     """Fine-tune per `cfg` into `run_dir` (or continue it with `resume=True`); returns the
-    results written to `run_dir/results.json`."""
+    results written to `run_dir/results.json`. Runs from random weights follow `scratch_policy`."""
+    cfg = scratch_policy(cfg)
     pre, model, task = build_run(cfg)
     return Finetuner(cfg, pre, model, task, run_dir, resume=resume, force=force).train(progress)
 

@@ -14,6 +14,7 @@ import torch
 from tqdm import tqdm
 
 from data2vec import __version__
+from data2vec.algorithms.ema import teacher_lag_warning
 from data2vec.checkpoints.load import RUN_CHECKPOINT, RUN_EXPORT, TRAIN_FORMAT, read_weights
 from data2vec.checkpoints.pretrained import save_pretrained
 from data2vec.config import PretrainConfig, from_dict, save_config, to_dict
@@ -376,6 +377,9 @@ class Trainer:
         tc, s = self.cfg.train, self.state
         log.info("resolved config:\n%s", json.dumps(to_dict(self.cfg), indent=2))
         log.info("%s: %d micro-batch(es) per rank per step", distributed.describe(self.dist), self.accum)
+        lag = teacher_lag_warning(self.cfg.model.teacher, tc.max_steps)
+        if lag and self.dist.is_main:
+            log.warning(lag)
         batches = self.batch_stream()
         bar = tqdm(total=tc.max_steps, initial=s.step, disable=not (progress and self.dist.is_main),
                    dynamic_ncols=True, desc="pretrain")
