@@ -45,3 +45,12 @@ def test_image_base_full_size_builds_and_runs_a_step():
     out.loss.backward()
     # 80% of 196 patches masked in each view.
     assert out.logs["masked_views"] == 2
+
+
+@pytest.mark.parametrize("name", [n for n in list_presets() if not n.endswith("_tiny")])
+def test_the_teacher_leaves_its_random_init_within_the_presets_run(name):
+    """A schedule sized for 400k updates on a 500-step preset left the teacher 46% random."""
+    from data2vec.algorithms.ema import teacher_lag_warning
+
+    cfg = get_preset(name)
+    assert teacher_lag_warning(cfg.model.teacher, cfg.train.max_steps) is None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from data2vec.config import PretrainConfig
+from data2vec.config import PretrainConfig, TeacherConfig
 
 _PRESETS: dict[str, tuple[Callable[[], PretrainConfig], str]] = {}
 _TINY: dict[tuple[str, int], list[str]] = {}
@@ -53,3 +53,15 @@ def list_presets() -> dict[str, str]:
     """{name: one-line description}, sorted by name."""
     _load_all()
     return {k: _PRESETS[k][1] for k in sorted(_PRESETS)}
+
+
+def short_run_teacher(steps: int, scope: str, copied: tuple[str, ...] = ()) -> TeacherConfig:
+    """An EMA schedule for a run of a few hundred to a few thousand updates: 0.98 -> 0.998 over
+    the run, so the teacher's averaging horizon (1 / (1 - decay)) grows from 50 to 500 updates.
+
+    Meta's decays (0.999-0.9999 and up) are sized for hundreds of thousands of updates; over a
+    short run they leave the teacher mostly its random initialisation (46% after the 500 steps
+    of the old fortunes preset), so the student regresses a random network's features.
+    `algorithms.ema.teacher_lag_warning` checks any schedule against its run length.
+    """
+    return TeacherConfig(decay=0.98, end_decay=0.998, anneal_steps=steps, scope=scope, copied=copied)
