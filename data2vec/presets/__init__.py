@@ -65,3 +65,10 @@ def short_run_teacher(steps: int, scope: str, copied: tuple[str, ...] = ()) -> T
     `algorithms.ema.teacher_lag_warning` checks any schedule against its run length.
     """
     return TeacherConfig(decay=0.98, end_decay=0.998, anneal_steps=steps, scope=scope, copied=copied)
+
+
+def tiny_teacher(scope: str, copied: tuple[str, ...] = ()) -> TeacherConfig:
+    """The tiny (test) presets' EMA: over their 20-50 steps the teacher stays near its
+    initialisation, so the targets are nearly fixed and a few steps must lower the loss, which
+    is what their tests check. Not a schedule to learn with (see `short_run_teacher`)."""
+    return TeacherConfig(decay=0.998, end_decay=0.9998, anneal_steps=1000, scope=scope, copied=copied)

@@ -11,7 +11,7 @@ from data2vec.config import (
 )
 from data2vec.data.audio_pretrain import AudioDataConfig
 from data2vec.modalities.audio import AudioInputConfig
-from data2vec.presets import register_preset, register_tiny_overrides, short_run_teacher
+from data2vec.presets import register_preset, register_tiny_overrides, short_run_teacher, tiny_teacher
 
 register_tiny_overrides("audio", [
     "model.input.conv_channels=32", "model.encoder.dim=32", "model.encoder.depth=2", "model.encoder.num_heads=2",
@@ -51,7 +51,7 @@ def audio_base() -> PretrainConfig:
     )
 
 
-def _small_audio_model(channels: int, dim: int, depth: int, heads: int, clone: int, steps: int) -> ModelConfig:
+def _small_audio_model(channels: int, dim: int, depth: int, heads: int, clone: int, teacher: TeacherConfig) -> ModelConfig:
     """The base architecture scaled down; 20 ms frames as in the reference."""
     return ModelConfig(
         input=AudioInputConfig(conv_channels=channels, conv_pos_depth=5, conv_pos_width=95,
@@ -61,7 +61,7 @@ def _small_audio_model(channels: int, dim: int, depth: int, heads: int, clone: i
                               layer_drop=0.0, norm_eps=1e-5),
         decoder=DecoderConfig(dim=dim, layers=3, kernel=7, groups=16, residual=True, input_dropout=0.0),
         targets=TargetConfig(top_k=depth, instance_norm_layers=True),
-        teacher=short_run_teacher(steps, "context"),
+        teacher=teacher,
         clone_batch=clone,
     )
 
@@ -69,7 +69,8 @@ def _small_audio_model(channels: int, dim: int, depth: int, heads: int, clone: i
 @register_preset("data2vec2_audio_small", "small data2vec 2.0 speech model for the synthesized corpus on a 2-core CPU")
 def audio_small() -> PretrainConfig:
     return PretrainConfig(
-        model=_small_audio_model(channels=128, dim=128, depth=4, heads=4, clone=8, steps=1000),
+        model=_small_audio_model(channels=128, dim=128, depth=4, heads=4, clone=8,
+                                   teacher=short_run_teacher(1000, "context")),
         data=AudioDataConfig(path=SPEECH_CORPUS_TRAIN, max_sample_size=48_000, min_sample_size=8_000,
                              max_samples_per_batch=16 * 48_000, normalize=True),
         train=TrainConfig(lr=1e-3, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.01, decay_all_params=True,
@@ -81,7 +82,7 @@ def audio_small() -> PretrainConfig:
 @register_preset("data2vec2_audio_tiny", "tiny data2vec 2.0 speech model (tests, smoke runs)")
 def audio_tiny() -> PretrainConfig:
     return PretrainConfig(
-        model=_small_audio_model(channels=32, dim=32, depth=2, heads=2, clone=2, steps=20),
+        model=_small_audio_model(channels=32, dim=32, depth=2, heads=2, clone=2, teacher=tiny_teacher("context")),
         data=AudioDataConfig(path=SPEECH_CORPUS_TRAIN, max_sample_size=32_000, min_sample_size=4_000,
                              max_samples_per_batch=8 * 32_000, normalize=True),
         train=TrainConfig(lr=2e-3, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.01, decay_all_params=True,

@@ -15,7 +15,7 @@ from data2vec.data.text_pretrain import TextDataConfig
 from data2vec.modalities.audio import AudioInputConfig
 from data2vec.modalities.beit import BeitInputConfig
 from data2vec.modalities.text import TextInputConfig
-from data2vec.presets import register_preset, register_tiny_overrides, short_run_teacher
+from data2vec.presets import register_preset, register_tiny_overrides, short_run_teacher, tiny_teacher
 from data2vec.presets.audio import SPEECH_CORPUS_TRAIN
 from data2vec.presets.image import FASHION_MNIST_TRAIN, FMNIST_MEAN, FMNIST_STD
 
@@ -151,18 +151,23 @@ def audio_base() -> PretrainConfig:
     )
 
 
-def _small_speech(channels: int, dim: int, depth: int, heads: int) -> ModelConfig:
+def _small_teacher(steps: int, scope: str, copied: tuple[str, ...] = ()) -> TeacherConfig:
+    """A small preset's EMA for a run of `steps` updates; 0: a tiny (test) preset's."""
+    return short_run_teacher(steps, scope, copied) if steps else tiny_teacher(scope, copied)
+
+
+def _small_speech(channels: int, dim: int, depth: int, heads: int, steps: int = 0) -> ModelConfig:
     return _speech_model(
         channels,
         EncoderConfig(dim=dim, depth=depth, num_heads=heads, norm_eps=1e-5),
-        short_run_teacher(1000, "context", copied=("modality.relative_positional_encoder",)),
+        _small_teacher(steps, "context", copied=("modality.relative_positional_encoder",)),
     )
 
 
 @register_preset("data2vec_audio_small", "small data2vec 1.0 speech model for the synthesized corpus, 2-core CPU")
 def audio_small() -> PretrainConfig:
     return PretrainConfig(
-        model=_small_speech(channels=128, dim=128, depth=4, heads=4),
+        model=_small_speech(channels=128, dim=128, depth=4, heads=4, steps=1000),
         data=AudioDataConfig(path=SPEECH_CORPUS_TRAIN, max_sample_size=48_000, min_sample_size=8_000,
                              max_samples_per_batch=16 * 48_000, normalize=True),
         train=TrainConfig(lr=1e-3, min_lr=1e-5, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.01, decay_all_params=True,
@@ -232,19 +237,19 @@ def text_base_bert_masking() -> PretrainConfig:
     return _text_base(PAPER_TEXT_MASKING)
 
 
-def _small_text(dim: int, depth: int, heads: int, vocab: int, max_positions: int) -> ModelConfig:
+def _small_text(dim: int, depth: int, heads: int, vocab: int, max_positions: int, steps: int = 0) -> ModelConfig:
     return _text_model(
         TextInputConfig(vocab_size=vocab, pad_id=1, max_positions=max_positions, embed_dropout=0.1, prenet_depth=0,
                         mask_type="mlm", **RELEASED_TEXT_MASKING),
         EncoderConfig(dim=dim, depth=depth, num_heads=heads, dropout=0.1, attn_dropout=0.1, norm_eps=1e-5),
-        short_run_teacher(500, "all", copied=("modality.local_encoder",)),
+        _small_teacher(steps, "all", copied=("modality.local_encoder",)),
     )
 
 
 @register_preset("data2vec_text_fortunes", "small data2vec 1.0 text model on the fortunes corpus, 2-core CPU")
 def text_fortunes() -> PretrainConfig:
     return PretrainConfig(
-        model=_small_text(dim=128, depth=4, heads=4, vocab=4096, max_positions=128),
+        model=_small_text(dim=128, depth=4, heads=4, vocab=4096, max_positions=128, steps=500),
         data=TextDataConfig(path=FORTUNES_DIR, doc_mode="percent", block_size=128, break_mode="none"),
         train=TrainConfig(lr=1e-3, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.01, decay_all_params=True,
                           warmup_steps=50, max_steps=500,

@@ -7,7 +7,7 @@ from data2vec.config import (
 )
 from data2vec.data.image import FASHION_MNIST_DIR, ImageDataConfig
 from data2vec.modalities.image import ImageInputConfig
-from data2vec.presets import register_preset, register_tiny_overrides, short_run_teacher
+from data2vec.presets import register_preset, register_tiny_overrides, short_run_teacher, tiny_teacher
 
 register_tiny_overrides("image", [
     "model.encoder.dim=32", "model.encoder.depth=2", "model.encoder.num_heads=2", "model.decoder.dim=32",
@@ -62,7 +62,7 @@ def image_large() -> PretrainConfig:
     )
 
 
-def _small_image_model(dim: int, depth: int, heads: int, prenet: int, clone: int, steps: int) -> ModelConfig:
+def _small_image_model(dim: int, depth: int, heads: int, prenet: int, clone: int, teacher: TeacherConfig) -> ModelConfig:
     """A ViT for 28x28 grayscale images: 4x4 patches on a 7x7 grid."""
     return ModelConfig(
         input=ImageInputConfig(image_size=28, patch_size=4, in_chans=1, prenet_depth=prenet,
@@ -71,8 +71,7 @@ def _small_image_model(dim: int, depth: int, heads: int, prenet: int, clone: int
         decoder=DecoderConfig(dim=dim, layers=3, kernel=3, groups=8, residual=True),
         targets=TargetConfig(top_k=depth, instance_norm_layers=True, layer_norm_final=True),
         loss=LossConfig(cls_weight=0.01),
-        # Short CPU runs need a teacher that keeps up: 0.98 -> 0.998 over the whole run.
-        teacher=short_run_teacher(steps, "all"),
+        teacher=teacher,
         clone_batch=clone,
     )
 
@@ -81,7 +80,8 @@ def _small_image_model(dim: int, depth: int, heads: int, prenet: int, clone: int
 def image_fmnist() -> PretrainConfig:
     return PretrainConfig(
         # Tuned for ~6 minutes on 2 CPU cores (train.bf16=auto: fp32 on CPUs without BF16 instructions).
-        model=_small_image_model(dim=128, depth=5, heads=4, prenet=1, clone=4, steps=450),
+        model=_small_image_model(dim=128, depth=5, heads=4, prenet=1, clone=4,
+                                 teacher=short_run_teacher(450, "all")),
         data=ImageDataConfig(path=FASHION_MNIST_TRAIN, crop_scale_min=0.35, hflip=True, mean=FMNIST_MEAN, std=FMNIST_STD),
         train=TrainConfig(lr=1.5e-3, betas=(0.9, 0.95), weight_decay=0.05, warmup_steps=40, max_steps=450,
                           batch_size=64, clip_norm=4.0, log_every=25, ckpt_every=150, time_limit_min=9.0),
@@ -91,7 +91,7 @@ def image_fmnist() -> PretrainConfig:
 @register_preset("data2vec2_image_tiny", "tiny data2vec 2.0 ViT for 28x28 images (tests, smoke runs)")
 def image_tiny() -> PretrainConfig:
     return PretrainConfig(
-        model=_small_image_model(dim=32, depth=2, heads=2, prenet=1, clone=2, steps=50),
+        model=_small_image_model(dim=32, depth=2, heads=2, prenet=1, clone=2, teacher=tiny_teacher("all")),
         data=ImageDataConfig(path=FASHION_MNIST_TRAIN, crop_scale_min=0.35, hflip=True, mean=FMNIST_MEAN, std=FMNIST_STD),
         train=TrainConfig(lr=1e-3, warmup_steps=5, max_steps=50, batch_size=16, clip_norm=4.0,
                           log_every=5, ckpt_every=25),

@@ -8,7 +8,7 @@ from data2vec.config import (
 from data2vec.data.text_fortunes import FORTUNES_DIR
 from data2vec.data.text_pretrain import TextDataConfig
 from data2vec.modalities.text import TextInputConfig
-from data2vec.presets import register_preset, register_tiny_overrides, short_run_teacher
+from data2vec.presets import register_preset, register_tiny_overrides, short_run_teacher, tiny_teacher
 
 register_tiny_overrides("text", [
     "model.encoder.dim=32", "model.encoder.depth=2", "model.encoder.num_heads=2", "model.decoder.dim=32",
@@ -42,7 +42,7 @@ def text_base() -> PretrainConfig:
 
 
 def _small_text_model(dim: int, depth: int, heads: int, vocab: int, clone: int, max_positions: int,
-                      decoder_layers: int, steps: int) -> ModelConfig:
+                      decoder_layers: int, teacher: TeacherConfig) -> ModelConfig:
     """The base recipe scaled down: fewer/narrower blocks, a smaller BPE, shorter blocks."""
     return ModelConfig(
         input=TextInputConfig(vocab_size=vocab, pad_id=1, max_positions=max_positions, embed_dropout=0.1,
@@ -52,7 +52,7 @@ def _small_text_model(dim: int, depth: int, heads: int, vocab: int, clone: int, 
                               projection_ratio=2.0, input_dropout=0.1),
         targets=TargetConfig(top_k=depth, instance_norm_layers=True),
         loss=LossConfig(beta=0.0, scale=1.0),
-        teacher=short_run_teacher(steps, "blocks"),
+        teacher=teacher,
         clone_batch=clone,
     )
 
@@ -62,7 +62,7 @@ def text_fortunes() -> PretrainConfig:
     return PretrainConfig(
         # 2 views and a 2-layer decoder: on 2 CPU cores the decoder and extra views cost more than they give.
         model=_small_text_model(dim=128, depth=4, heads=4, vocab=4096, clone=2, max_positions=128, decoder_layers=2,
-                                steps=500),
+                                teacher=short_run_teacher(500, "blocks")),
         data=TextDataConfig(path=FORTUNES_DIR, doc_mode="percent", block_size=128, break_mode="none"),
         train=TrainConfig(lr=1e-3, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.01, warmup_steps=50, max_steps=500,
                           batch_size=16, clip_norm=1.0, log_every=20, ckpt_every=200),
@@ -73,7 +73,7 @@ def text_fortunes() -> PretrainConfig:
 def text_tiny() -> PretrainConfig:
     return PretrainConfig(
         model=_small_text_model(dim=32, depth=2, heads=2, vocab=512, clone=2, max_positions=64, decoder_layers=2,
-                                steps=40),
+                                teacher=tiny_teacher("blocks")),
         data=TextDataConfig(path=FORTUNES_DIR, doc_mode="percent", block_size=64, break_mode="none"),
         train=TrainConfig(lr=2e-3, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.01, warmup_steps=5, max_steps=40,
                           batch_size=16, clip_norm=1.0, log_every=5, ckpt_every=20),
