@@ -38,7 +38,7 @@ from data2vec.algorithms.targets import instance_norm_time
 from data2vec.config import apply_overrides
 from data2vec.data.image import TransformedImages, collate_images, eval_transform
 from data2vec.demo import fashion_mnist_split
-from data2vec.eval.probe import knn_accuracy, linear_probe
+from data2vec.eval.probe import extract_features, flatten_pixels, knn_accuracy, linear_probe
 from data2vec.presets import get_preset
 from data2vec.train.pretrain import Trainer, build_model
 
@@ -87,6 +87,16 @@ def probe_all(model, train_ds, test_ds, n_small: int, kinds: list[str]) -> dict[
     return out
 
 
+def pixel_probe(train_ds, test_ds, n_small: int) -> dict[str, float]:
+    """The same three probes on the 784 standardized pixels."""
+    tr = extract_features(flatten_pixels, train_ds, collate_images)
+    te = extract_features(flatten_pixels, test_ds, collate_images)
+    small = torch.randperm(len(tr[1]), generator=torch.Generator().manual_seed(0))[:n_small]
+    res = {"lin": linear_probe(*tr, *te), "lin_small": linear_probe(tr[0][small], tr[1][small], *te, weight_decay=1e-3),
+           "knn": knn_accuracy(*tr, *te)}
+    return {m: round(100 * v, 2) for m, v in res.items()}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--preset", default="data2vec2_image_fmnist")
@@ -96,6 +106,7 @@ def main() -> None:
     ap.add_argument("--small", type=int, default=600, help="labels of the low-label linear probe")
     ap.add_argument("--teacher", action="store_true", help="probe the EMA teacher too")
     ap.add_argument("--kinds", default="", help="comma-separated feature kinds (default: all)")
+    ap.add_argument("--pixels", action="store_true", help="also probe the raw pixels (the baseline to beat)")
     ap.add_argument("overrides", nargs="*")
     a = ap.parse_args()
     cfg = apply_overrides(get_preset(a.preset), a.overrides)
@@ -107,6 +118,9 @@ def main() -> None:
     trainer = Trainer(cfg, a.out, force=True)
     batches, rows, wall, cpu = trainer.batch_stream(), [], 0.0, 0.0
     out = Path(a.out) / "probe_curve.json"
+    if a.pixels:
+        rows.append({"step": None, "pixels": pixel_probe(train_ds, test_ds, a.small)})
+        print(json.dumps(rows[-1]), flush=True)
     while True:
         step = trainer.state.step
         if step in snaps:
