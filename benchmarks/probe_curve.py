@@ -40,7 +40,8 @@ from data2vec.data.image import TransformedImages, collate_images, eval_transfor
 from data2vec.demo import fashion_mnist_split
 from data2vec.eval.probe import extract_features, flatten_pixels, knn_accuracy, linear_probe
 from data2vec.presets import get_preset
-from data2vec.train.pretrain import Trainer, build_model
+from data2vec.models import build_model
+from data2vec.train.pretrain import Trainer
 
 
 @torch.no_grad()

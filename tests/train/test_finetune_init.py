@@ -12,7 +12,8 @@ from data2vec.config import apply_overrides
 from data2vec.presets import get_preset
 from data2vec.recipes import get_recipe
 from data2vec.train.finetune_run import build_run, scratch_policy
-from data2vec.train.pretrain import load_pretrained, pretrain
+from data2vec import load_model
+from data2vec.train.pretrain import pretrain
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +49,7 @@ def test_features_before_the_first_update_are_the_checkpoints(folder, checkpoint
     model.eval()
     with torch.no_grad():
         got, _ = model.features(x)
-        want = load_pretrained(checkpoint, "student").extract_features(x).x
+        want = load_model(checkpoint, "student").model.extract_features(x).x
     torch.testing.assert_close(got, want)
 
 
@@ -56,10 +57,10 @@ def test_teacher_and_random_weights_are_what_they_say(folder, checkpoint):
     x = torch.randn(2, 1, 28, 28)
     with torch.no_grad():
         _, teacher, _ = build_run(_finetune_cfg(folder, checkpoint, "teacher"))
-        want = load_pretrained(checkpoint, "teacher").extract_features(x).x
+        want = load_model(checkpoint, "teacher").model.extract_features(x).x
         torch.testing.assert_close(teacher.eval().features(x)[0], want)
         _, scratch, _ = build_run(_finetune_cfg(folder, checkpoint, "random"))
-        student = load_pretrained(checkpoint, "student").extract_features(x).x
+        student = load_model(checkpoint, "student").model.extract_features(x).x
         assert not torch.allclose(scratch.eval().features(x)[0], student, atol=1e-3)
 
 
