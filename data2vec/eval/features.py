@@ -3,7 +3,10 @@
 Layers: "last" (the encoder output), "block:N" (block N's output, 1-based) or "top:K" / "top"
 (the average of the top K blocks' normalized outputs: the data2vec target representation,
 computed by the same `make_targets` as the teacher's targets; "top" uses the model's own
-`targets.top_k`). Poolings: "mean" over real tokens (no extra tokens, no padding), "cls" (the
+`targets.top_k`). Pooled top-K features normalize each block per token (layer norm) instead of
+per channel over the tokens (instance norm): instance norm removes exactly each channel's mean
+over the tokens, so mean-pooling the instance-normed targets gives zeros (or, after a final layer
+norm, what little that puts back). Pooling "none" returns the targets exactly. Poolings: "mean" over real tokens (no extra tokens, no padding), "cls" (the
 extra CLS token), "mean+cls" (both concatenated) or "none" (one row per real token).
 """
 
@@ -17,7 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from data2vec.algorithms.targets import make_targets
-from data2vec.config import ModelConfig
+from data2vec.config import ModelConfig, TargetConfig
 
 POOLINGS = ("mean", "cls", "mean+cls", "none")
 
@@ -50,9 +53,16 @@ def parse_layer(layer: str, cfg: ModelConfig) -> tuple[str, int]:
                      "(the encoder's depth), or 'top' (the model's targets.top_k)")
 
 
+def pooled_targets(targets: TargetConfig) -> TargetConfig:
+    """The target normalization made fit for pooling: per-token layer norm of each block
+    instead of instance norm over the tokens (which zeroes every channel's token mean)."""
+    return dataclasses.replace(targets, instance_norm_layers=False, layer_norm_layers=True, instance_norm_final=False)
+
+
 def token_features(model: nn.Module, cfg: ModelConfig, inputs: Tensor, padding_mask: Optional[Tensor],
-                   layer: str = "last") -> tuple[Tensor, Optional[Tensor], int]:
-    """Encode every token (nothing masked) and read out `layer`.
+                   layer: str = "last", pooled: bool = False) -> tuple[Tensor, Optional[Tensor], int]:
+    """Encode every token (nothing masked) and read out `layer` (`pooled`: for a pooling other
+    than "none", which changes how "top:K" normalizes; see the module docstring).
 
     Returns (x, pad, E): x (B, E + T, D) with the E extra tokens in front for "last" and
     "block:N", (B, T, D) float32 with E = 0 for "top:K" (targets carry no extra tokens); pad
@@ -68,7 +78,7 @@ def token_features(model: nn.Module, cfg: ModelConfig, inputs: Tensor, padding_m
     if kind == "block":
         return out.block_outputs[n - 1], ctx.padding_mask, extra
     layers = out.layer_results if cfg.targets.layer == "ffn" else out.block_outputs
-    targets = dataclasses.replace(cfg.targets, top_k=n)
+    targets = dataclasses.replace(pooled_targets(cfg.targets) if pooled else cfg.targets, top_k=n)
     real_pad = ctx.padding_mask[:, extra:] if ctx.padding_mask is not None else None
     return make_targets([h[:, extra:] for h in layers], targets, real_pad), real_pad, 0
 
@@ -96,5 +106,5 @@ def pool_tokens(x: Tensor, pad: Optional[Tensor], num_extra: int, pooling: str) 
 def embed_batch(model: nn.Module, cfg: ModelConfig, inputs: Tensor, padding_mask: Optional[Tensor],
                 spec: FeatureSpec) -> Tensor | list[Tensor]:
     """Features of one batch per `spec`, float32 on the model's device (see `pool_tokens`)."""
-    x, pad, extra = token_features(model, cfg, inputs, padding_mask, spec.layer)
+    x, pad, extra = token_features(model, cfg, inputs, padding_mask, spec.layer, pooled=spec.pooling != "none")
     return pool_tokens(x.float(), pad, extra, spec.pooling)

@@ -177,3 +177,23 @@ def test_probe_on_every_modality(tmp_path, capsys):
     assert "linear probe top-1" in capsys.readouterr().out
     assert main(["probe", str(text_ckpt), "--train", str(tmp_path / "t.tsv"), "--test", str(tmp_path / "t.tsv"),
                  "--tokenizer", str(tok), "--label-column", "nope"]) == 2
+
+
+def test_pooled_top_k_layer_norms_each_block_instead_of_zeroing_the_mean(tmp_path):
+    """Mean-pooling instance-normed targets gives zeros; pooled top-K uses per-token layer norm."""
+    import torch.nn.functional as F
+
+    from data2vec.eval.features import FeatureSpec, embed_batch
+
+    cfg, model, _ = tiny("audio", tmp_path)
+    wav = torch.randn(2, 8000)
+    with torch.no_grad():
+        targets = embed_batch(model, cfg.model, wav, None, FeatureSpec("top:2", "none"))
+        assert torch.stack([t.mean(0) for t in targets]).abs().max() < 1e-4  # what mean pooling would keep
+        pooled = embed_batch(model, cfg.model, wav, None, FeatureSpec("top:2", "mean"))
+        feats, pad = model.modality.local_features(wav, None)
+        ctx = model.modality.contextualize(feats, pad, None)
+        top = model.encoder(ctx.x, ctx.padding_mask, ctx.attn_bias).layer_results[-2:]
+        ref = sum(F.layer_norm(h.float(), h.shape[-1:]) for h in top) / 2
+    torch.testing.assert_close(pooled, ref.mean(1), rtol=1e-5, atol=1e-5)
+    assert pooled.abs().max() > 0.1
