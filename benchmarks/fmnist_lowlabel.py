@@ -32,17 +32,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from data2vec.cli import main as cli  # noqa: E402
+from text import run_cli  # noqa: E402  (benchmarks/ is the script's folder: one printed, logged CLI runner)
 
 INITS = ("pretrained", "random")
-
-
-def run_cli(argv: list[str], log: list[str]) -> None:
-    cmd = "data2vec " + " ".join(shlex.quote(a) for a in argv)
-    print(f"\n$ {cmd}", flush=True)
-    log.append(cmd)
-    if cli(argv) != 0:
-        raise SystemExit(f"command failed: {cmd}")
 
 
 def finetune_argv(args: argparse.Namespace, ckpt: str, fraction: float, seed: int, init: str, out: Path) -> list[str]:
