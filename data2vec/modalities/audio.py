@@ -97,11 +97,50 @@ def feature_padding_mask(padding_mask: Tensor, num_frames: int, layers: tuple[tu
     return torch.arange(num_frames, device=padding_mask.device)[None, :] >= lengths[:, None]
 
 
+def conv1d_time_major(h: Tensor, weight: Tensor, stride: int) -> Tensor:
+    """An unpadded, bias-free Conv1d on time-major input, as matrix products on strided views.
+
+    Equal to `F.conv1d(h.transpose(1, 2), weight, stride=stride).transpose(1, 2)` up to float
+    rounding, but it keeps (B, T, C) throughout, so the channel LayerNorm and GELU after it run
+    on contiguous memory and no transposed copies are made (forward or backward). When
+    k >= stride the first `stride` taps read consecutive frames, one (B, T', stride * C) view;
+    each further tap is a (B, T', C) view with a frame stride of `stride`.
+
+    Args:
+        h: (B, T, C) features (a (B, T, 1) waveform for the first layer).
+        weight: (C_out, C, k) Conv1d weight.
+    Returns:
+        (B, T', C_out) with T' = (T - k) // stride + 1.
+    """
+    B, T, C = h.shape
+    k = weight.shape[2]
+    frames = (T - k) // stride + 1
+    if frames < 1:
+        raise ValueError(f"{T} input frames are fewer than the kernel size {k}")
+    if C == 1:  # the waveform layer: a small (B, T', k) copy beats k rank-1 products
+        return h[..., 0].unfold(1, k, stride) @ weight[:, 0].t()
+    taps = weight.permute(2, 1, 0)  # (k, C, C_out)
+    out, first = None, 0
+    if k >= stride:  # then stride * frames <= T: the first `stride` taps are one view
+        first = stride
+        out = _bmm(h[:, : stride * frames].reshape(B, frames, stride * C), taps[:stride].reshape(stride * C, -1))
+    for j in range(first, k):
+        tap = _bmm(h[:, j : j + stride * (frames - 1) + 1 : stride], taps[j])
+        out = tap if out is None else out + tap
+    return out
+
+
+def _bmm(x: Tensor, w: Tensor) -> Tensor:
+    """(B, T, K) @ (K, N) without copying a strided x (a batched GEMM reads it in place)."""
+    return torch.bmm(x, w.expand(x.shape[0], -1, -1))
+
+
 class FeatureEncoder(nn.Module):
     """Waveform (B, T) -> projected features (B, T', D): conv stack, LayerNorm, Linear.
 
     Conv layers have no bias and are followed by an affine fp32 LayerNorm over channels and
-    GELU (wav2vec 2.0 `extractor_mode: layer_norm`).
+    GELU (wav2vec 2.0 `extractor_mode: layer_norm`). The modules keep fairseq's layout (and so
+    its key names); the forward pass computes them time-major (`conv1d_time_major`).
     """
 
     def __init__(self, layers: tuple[tuple[int, int, int], ...], dim: int) -> None:
@@ -118,10 +157,11 @@ class FeatureEncoder(nn.Module):
         self.project_features = nn.Sequential(TransposeLast(), nn.LayerNorm(in_ch), nn.Linear(in_ch, dim))
 
     def forward(self, wav: Tensor) -> Tensor:
-        h = wav.unsqueeze(1)  # (B, 1, T)
-        for blk in self.conv_layers:
-            h = blk(h)
-        return self.project_features(h)  # (B, T', D)
+        h = wav.unsqueeze(2)  # (B, T, 1)
+        for conv, dropout, norm, act in self.conv_layers:
+            # norm = (TransposeLast, Fp32LayerNorm, TransposeLast): time-major, only the norm applies.
+            h = act(norm[1](dropout(conv1d_time_major(h, conv.weight, conv.stride[0]))))
+        return self.project_features[2](self.project_features[1](h))  # (B, T', D)
 
 
 def conv_positional_encoder(dim: int, depth: int, width: int, groups: int) -> nn.Sequential:

@@ -8,7 +8,8 @@ from data2vec.config import EncoderConfig
 from data2vec.masking.audio import block_mask_1d
 from data2vec.masking.common import make_mask_info
 from data2vec.modalities.audio import (
-    AudioEncoder, AudioInputConfig, alibi_bias, alibi_slopes, conv_output_lengths, feature_padding_mask,
+    AudioEncoder, AudioInputConfig, FeatureEncoder, alibi_bias, alibi_slopes, conv1d_time_major, conv_output_lengths,
+    feature_padding_mask,
 )
 
 CFG = AudioInputConfig(conv_channels=16, conv_pos_groups=4, prenet_depth=1)
@@ -18,6 +19,32 @@ ENC = EncoderConfig(dim=16, depth=1, num_heads=4)
 def _encoder():
     torch.manual_seed(0)
     return AudioEncoder(CFG, ENC).eval()
+
+
+@pytest.mark.parametrize("cin,k,s,t", [(1, 10, 5, 401), (6, 3, 2, 40), (6, 3, 2, 41), (6, 2, 2, 9), (5, 4, 1, 12),
+                                       (3, 2, 3, 11)])
+def test_time_major_conv_equals_conv1d_values_and_gradients(cin, k, s, t):
+    torch.manual_seed(0)
+    x = torch.randn(3, cin, t, requires_grad=True)
+    w = torch.randn(7, cin, k, requires_grad=True)
+    ref = F.conv1d(x, w, stride=s)
+    out = conv1d_time_major(x.transpose(1, 2), w, s)
+    assert out.shape == (3, ref.shape[2], 7)
+    assert torch.allclose(out, ref.transpose(1, 2), atol=1e-5)
+    g = torch.randn_like(out)
+    gx, gw = torch.autograd.grad(out, (x, w), g)
+    rx, rw = torch.autograd.grad(ref, (x, w), g.transpose(1, 2))
+    assert torch.allclose(gx, rx, atol=1e-5) and torch.allclose(gw, rw, atol=1e-4)
+
+
+def test_feature_encoder_equals_its_modules_run_channel_major():
+    torch.manual_seed(0)
+    fe = FeatureEncoder(CFG.conv_layers, 16)
+    wav = torch.randn(2, 3000)
+    h = wav.unsqueeze(1)
+    for blk in fe.conv_layers:  # conv on (B, C, T), LayerNorm between transposes: fairseq's layout
+        h = blk(h)
+    assert torch.allclose(fe(wav), fe.project_features(h), atol=1e-5)
 
 
 def test_conv_output_lengths_match_running_the_convs():
