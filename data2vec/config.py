@@ -168,7 +168,7 @@ class TrainConfig:
     bf16: bool | str = "auto"  # bf16 autocast: true, false, or "auto" (CUDA, or a CPU with native BF16)
     seed: int = 1
     device: str = "auto"
-    num_workers: int = 0
+    num_workers: int | str = "auto"  # data loader processes; "auto": from the CPUs this process may use
     log_every: int = 10
     ckpt_every: int = 500
     time_limit_min: float = 0.0  # 0: no limit; else stop (and save) after this many minutes
@@ -176,6 +176,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.bf16 not in (True, False, "auto"):
             raise ConfigError(f"train.bf16={self.bf16!r}: expected true, false or auto")
+        if self.num_workers != "auto" and not (isinstance(self.num_workers, int) and self.num_workers >= 0):
+            raise ConfigError(f"train.num_workers={self.num_workers!r}: expected a count >= 0 or auto")
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ W ranks see exactly the micro-batches one rank accumulating over all of them wou
 
 from __future__ import annotations
 
+import os
 import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Optional, Protocol
@@ -129,8 +130,18 @@ class SeededDataset(Dataset):
             return self.base[index]
 
 
+def default_num_workers() -> int:
+    """Loader processes for `train.num_workers=auto`: one per CPU this process may use, less
+    one for the training process itself, at most 8 (0 on a single CPU: load in-process)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    return max(0, min(8, cpus - 1))
+
+
 def epoch_loader(
-    dataset: Dataset, plan: Sampler | list, collate: Callable, seed: int, num_workers: int = 0,
+    dataset: Dataset, plan: Sampler | list, collate: Callable, seed: int, num_workers: int | str = 0,
     pin_memory: bool = False,
 ) -> Iterator[dict[str, Any]]:
     """Iterate `plan` (batches of (epoch, index) keys) through a DataLoader.
@@ -140,6 +151,8 @@ def epoch_loader(
     resume (the iterator starts mid-epoch there, at the epoch start otherwise). `pin_memory`
     (for GPUs) lets the trainer copy batches with `non_blocking=True`.
     """
+    if num_workers == "auto":
+        num_workers = default_num_workers()
     loader = DataLoader(dataset, batch_sampler=plan, collate_fn=collate, num_workers=num_workers,
                         generator=torch.Generator().manual_seed(seed), pin_memory=pin_memory,
                         prefetch_factor=4 if num_workers else None)
@@ -160,7 +173,7 @@ class FixedBatchData(PlannedData):
     collate: Callable[[list[Any]], dict[str, Any]]
     batch_size: int
     seed: int
-    num_workers: int = 0
+    num_workers: int | str = 0
 
     def __post_init__(self) -> None:
         self.micro = self.batch_size

@@ -1,0 +1,184 @@
+"""Our encoders against transformers' Data2Vec* models at identical architecture and weights.
+
+    OMP_NUM_THREADS=1 python benchmarks/vs_transformers.py                 # the full Base table
+    OMP_NUM_THREADS=1 python benchmarks/vs_transformers.py --depth 2 --small   # a quick look
+
+For each data2vec 1.0 Base preset (BEiT-B image, RoBERTa-B text, wav2vec2-B audio) our model is
+built from the preset, exported with `export_hf` and loaded back as the transformers model, so
+both hold the same weights (the outputs are compared before timing). One timed step is forward +
+backward of the whole encoder (mean of the last hidden state as the loss), in eval mode so that
+dropout, layer drop and SpecAugment are off, parameters trainable. Ours and theirs alternate step
+by step (the order flips every repeat) and each reports the median of `--repeats` steps, in fp32
+and under bf16 autocast. Ratio = transformers' time / ours: above 1 means ours is faster. On a
+shared machine compare the ratios of one run, not seconds across runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Callable
+
+import torch
+import transformers
+
+from data2vec.algorithms.common import encode_unmasked
+from data2vec.algorithms.data2vec1 import Data2Vec1Model
+from data2vec.checkpoints.huggingface import export_hf
+from data2vec.config import apply_overrides
+from data2vec.presets import get_preset
+
+# row name -> (our preset, transformers class, input description)
+ROWS = {
+    "image": ("data2vec_image_base", "Data2VecVisionModel", "BEiT-B image"),
+    "text": ("data2vec_text_base", "Data2VecTextModel", "RoBERTa-B text"),
+    "audio": ("data2vec_audio_base", "Data2VecAudioModel", "wav2vec2-B audio"),
+}
+CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
+
+
+def cpu_info() -> dict[str, object]:
+    """CPU model, the speed-relevant flags present and torch's capability string."""
+    name, flags = platform.processor() or platform.machine(), set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+            elif line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return {"cpu": name, "flags": [f for f in CPU_FLAGS if f in flags],
+            "torch_capability": torch.backends.cpu.get_cpu_capability(), "threads": torch.get_num_threads(),
+            "torch": torch.__version__, "transformers": transformers.__version__}
+
+
+def make_input(row: str, cfg, args: argparse.Namespace) -> tuple[torch.Tensor, str]:
+    g = torch.Generator().manual_seed(0)
+    if row == "image":
+        s = cfg.model.input.image_size
+        return torch.randn(args.batch, 3, s, s, generator=g), f"{args.batch} x {s}x{s}"
+    if row == "text":
+        tokens = torch.randint(4, cfg.model.input.vocab_size, (args.batch, args.tokens), generator=g)
+        tokens[:, 0] = 0
+        return tokens, f"{args.batch} x {args.tokens} tokens"
+    n = int(args.seconds * 16000)
+    return torch.randn(max(1, args.batch // 2), n, generator=g), f"{max(1, args.batch // 2)} x {args.seconds:g} s"
+
+
+def build_pair(row: str, args: argparse.Namespace, folder: Path):
+    """Our model and the transformers model with the same weights, both in eval mode."""
+    preset, hf_cls, _ = ROWS[row]
+    overrides = [f"model.encoder.depth={args.depth}"] if args.depth else []
+    if args.small and row == "image":
+        overrides += ["model.input.image_size=112", "model.input.num_mask_patches=20"]
+    cfg = apply_overrides(get_preset(preset), overrides)
+    torch.manual_seed(0)
+    ours = Data2Vec1Model(cfg.model).eval()
+    export_hf(ours, cfg.model, None, folder)
+    extra = {} if row == "audio" else {"add_pooling_layer": False}  # the pooler is not part of the encoder
+    theirs = getattr(transformers, hf_cls).from_pretrained(folder, **extra).eval()
+    return cfg, ours, theirs
+
+
+def step_fns(ours, theirs, x: torch.Tensor, compile_ours: bool) -> tuple[Callable, Callable]:
+    def run_ours() -> torch.Tensor:
+        return encode_unmasked(ours.modality, ours.encoder, x).x
+
+    def run_theirs() -> torch.Tensor:
+        return theirs(x).last_hidden_state
+
+    fwd_ours = torch.compile(run_ours) if compile_ours else run_ours
+    return fwd_ours, run_theirs
+
+
+def check_same(f_ours: Callable, f_theirs: Callable) -> float:
+    with torch.no_grad():
+        return (f_ours() - f_theirs()).abs().max().item()
+
+
+def timed_step(model: torch.nn.Module, forward: Callable, bf16: bool) -> float:
+    """Seconds for zero-grad, forward, mean-loss backward."""
+    model.zero_grad(set_to_none=True)
+    amp = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else nullcontext()
+    t0 = time.perf_counter()
+    with amp:
+        loss = forward().float().mean()
+    loss.backward()
+    return time.perf_counter() - t0
+
+
+def compare(row: str, args: argparse.Namespace) -> dict[str, object]:
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg, ours, theirs = build_pair(row, args, Path(tmp))
+    x, shape = make_input(row, cfg, args)
+    f_ours, f_theirs = step_fns(ours, theirs, x, args.compile)
+    result = {"row": row, "model": ROWS[row][2], "preset": ROWS[row][0], "input": shape,
+              "depth": cfg.model.encoder.depth, "max_abs_diff": check_same(f_ours, f_theirs),
+              "attn_implementation": getattr(theirs.config, "_attn_implementation", "?")}
+    for precision in args.precisions:
+        bf16 = precision == "bf16"
+        for _ in range(args.warmup):
+            timed_step(ours, f_ours, bf16)
+            timed_step(theirs, f_theirs, bf16)
+        t_ours, t_theirs = [], []
+        for i in range(args.repeats):
+            pair = [(t_ours, ours, f_ours), (t_theirs, theirs, f_theirs)]
+            for times, model, fn in pair if i % 2 == 0 else pair[::-1]:
+                times.append(timed_step(model, fn, bf16))
+        mo, mt = statistics.median(t_ours), statistics.median(t_theirs)
+        result[precision] = {"ours_s": mo, "theirs_s": mt, "ratio": mt / mo, "ours_all": t_ours, "theirs_all": t_theirs}
+        print(f"{row} {precision}: ours {mo:.3f} s, transformers {mt:.3f} s, ratio {mt / mo:.2f}x", file=sys.stderr)
+    return result
+
+
+def table(results: list[dict], precisions: list[str]) -> str:
+    head = "| model (our preset) | input | " + " | ".join(
+        {"fp32": "fp32", "bf16": "bf16 autocast"}[p] for p in precisions) + " |"
+    lines = [head, "|---|---|" + "---|" * len(precisions)]
+    for r in results:
+        cells = [f"{r[p]['ratio']:.2f}x (ours {r[p]['ours_s']:.2f} s, theirs {r[p]['theirs_s']:.2f} s)"
+                 for p in precisions]
+        lines.append(f"| {r['model']}, `{r['preset']}` | {r['input']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--rows", default="image,text,audio", help="comma-separated subset of image,text,audio")
+    p.add_argument("--precisions", default="fp32,bf16")
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--batch", type=int, default=4, help="images / text rows; audio uses half")
+    p.add_argument("--tokens", type=int, default=512)
+    p.add_argument("--seconds", type=float, default=10.0)
+    p.add_argument("--depth", type=int, default=0, help="encoder blocks (0: the preset's)")
+    p.add_argument("--small", action="store_true", help="112 px images (quick looks while iterating)")
+    p.add_argument("--compile", action="store_true", help="torch.compile our forward")
+    p.add_argument("--json", type=Path, help="also write the results here")
+    args = p.parse_args()
+    args.precisions = args.precisions.split(",")
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    info = cpu_info()
+    print(json.dumps(info), file=sys.stderr)
+    t0 = time.perf_counter()
+    results = [compare(row, args) for row in args.rows.split(",")]
+    print(table(results, args.precisions))
+    print(f"\nCPU: {info['cpu']}; flags: {' '.join(info['flags']) or 'none of ' + ', '.join(CPU_FLAGS)}; "
+          f"torch capability {info['torch_capability']}; {info['threads']} thread(s); torch {info['torch']}, "
+          f"transformers {info['transformers']}; median of {args.repeats}; "
+          f"{time.perf_counter() - t0:.0f} s in all")
+    if args.json:
+        args.json.write_text(json.dumps({"machine": info, "results": results}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
