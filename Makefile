@@ -4,7 +4,8 @@
 PY := .venv/bin/python
 STAMP := .venv/.installed
 
-.PHONY: setup demo test test-slow test-all bench-image bench-speech bench-text bench-versions bench-lowlabel clean
+.PHONY: setup demo test test-slow test-all bench-image bench-speech bench-text bench-versions bench-lowlabel \
+	bench-vs-transformers bench-profile bench-loader clean
 
 $(STAMP): pyproject.toml scripts/setup.sh
 	bash scripts/setup.sh
@@ -38,6 +39,15 @@ bench-versions: $(STAMP)
 
 bench-lowlabel: $(STAMP)
 	OMP_NUM_THREADS=1 $(PY) benchmarks/fmnist_lowlabel.py --fractions 0.01 0.1 --seeds 3 --out runs/fmnist-lowlabel
+
+bench-vs-transformers: $(STAMP)
+	OMP_NUM_THREADS=1 $(PY) benchmarks/vs_transformers.py --repeats 5
+
+bench-profile: $(STAMP)
+	OMP_NUM_THREADS=1 $(PY) benchmarks/profile_step.py --steps 2
+
+bench-loader: $(STAMP)
+	OMP_NUM_THREADS=1 $(PY) benchmarks/loader.py
 
 clean:
 	rm -rf runs build *.egg-info

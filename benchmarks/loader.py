@@ -30,7 +30,7 @@ import bench_data  # noqa: E402
 from data2vec.config import apply_overrides  # noqa: E402
 from data2vec.presets import get_preset  # noqa: E402
 from data2vec.presets.image import FMNIST_MEAN, FMNIST_STD  # noqa: E402
-from data2vec.train.data import build_pretrain_data, default_num_workers  # noqa: E402
+from data2vec.train.data import default_num_workers  # noqa: E402
 from data2vec.train.pretrain import Trainer  # noqa: E402
 
 
@@ -40,17 +40,18 @@ def cases(root: Path) -> dict[str, tuple[str, list[str]]]:
     wav = lambda rate: bench_data.wav_folder(root / f"wav{rate}", 16, 10.0, rate)  # noqa: E731
     text = bench_data.text_path
     return {
-        "image-base-jpeg400": ("data2vec2_image_base", lambda: [f"data.path={jpeg(400)}", "train.batch_size=2"]),
+        "image-base-jpeg400": ("data2vec2_image_base", lambda: [f"data.path={jpeg(400)}", "train.batch_size=2",
+                                                                                "train.micro_batch=0"]),
         "image-fmnist-jpeg28": ("data2vec2_image_fmnist", lambda: [
             f"data.path={jpeg(28)}", f"data.mean={FMNIST_MEAN[0]}", f"data.std={FMNIST_STD[0]}"]),
         "audio-base-22k": ("data2vec2_audio_base", lambda: [
-            f"data.path={wav(22050)}", "data.max_samples_per_batch=320000", "train.batch_size=2"]),
+            f"data.path={wav(22050)}", "data.max_samples_per_batch=320000", "data.buckets_per_step=0", "train.batch_size=2"]),
         "audio-base-44k": ("data2vec2_audio_base", lambda: [
-            f"data.path={wav(44100)}", "data.max_samples_per_batch=320000", "train.batch_size=2"]),
+            f"data.path={wav(44100)}", "data.max_samples_per_batch=320000", "data.buckets_per_step=0", "train.batch_size=2"]),
         "audio-small-22k": ("data2vec2_audio_small", lambda: [f"data.path={wav(22050)}"]),
         "audio-small-44k": ("data2vec2_audio_small", lambda: [f"data.path={wav(44100)}"]),
         "text-base-fortunes": ("data2vec2_text_base", lambda: [f"data.path={text()}", "data.doc_mode=percent",
-                                                                "train.batch_size=1"]),
+                                                                "train.batch_size=1", "train.micro_batch=0"]),
         "text-fortunes": ("data2vec2_text_fortunes", lambda: []),
     }
 
@@ -59,33 +60,27 @@ def _count(batch: dict[str, Any], key: str) -> int:
     return int(batch[key].shape[0]) if key in batch else 0
 
 
-def loader_rate(cfg, key: str, batches: int) -> float:
-    """Samples per second from the preset's loader, after its first batch."""
-    data = build_pretrain_data(cfg.data, cfg.model.input, cfg.train)
-    it = itertools.chain.from_iterable(data.batches(epoch) for epoch in itertools.count())
-    next(it)  # worker start-up
-    t0, n = time.perf_counter(), 0
-    for batch in itertools.islice(it, batches):
-        n += _count(batch, key)
-    return n / (time.perf_counter() - t0)
-
-
-def step_rate(cfg, key: str, steps: int, warmup: int) -> float:
-    """Samples per second of full training steps on batches loaded beforehand."""
+def rates(cfg, key: str, batches: int, steps: int, warmup: int) -> tuple[float, float]:
+    """(loader, step) samples per second: the trainer's own batch stream alone, after its first
+    batch; then full training steps on batches loaded beforehand."""
     with tempfile.TemporaryDirectory() as run:
         trainer = Trainer(cfg, run)
-        it = itertools.chain.from_iterable(trainer.data.batches(epoch) for epoch in itertools.count())
-        ready = [b for b in itertools.islice(it, warmup + steps) if key in b]
-        for i in range(warmup):
-            trainer.train_step(iter(ready[i:]))
-        t0 = time.perf_counter()
-        n = 0
+        stream = trainer.batch_stream()
+        next(stream)  # worker start-up
+        t0, n = time.perf_counter(), 0
+        for batch in itertools.islice(stream, batches):
+            n += _count(batch, key)
+        load = n / (time.perf_counter() - t0)
+        ready = [b for b in itertools.islice(stream, warmup + steps) if key in b]
+        for b in ready[:warmup]:
+            trainer.train_step(iter([b]))
+        t0, n = time.perf_counter(), 0
         for b in ready[warmup:]:
             trainer.train_step(iter([b]))
             n += _count(b, key)
-        rate = n / (time.perf_counter() - t0)
+        step = n / (time.perf_counter() - t0)
         trainer.metrics.close()
-    return rate
+    return load, step
 
 
 def main() -> None:
@@ -105,8 +100,7 @@ def main() -> None:
         preset, extra = todo[name]
         cfg = apply_overrides(get_preset(preset), ["train.device=cpu", *extra()])
         key = {"image": "image", "audio": "audio", "text": "tokens"}[cfg.data.kind]
-        load = loader_rate(cfg, key, args.batches)
-        step = step_rate(cfg, key, args.steps, args.warmup)
+        load, step = rates(cfg, key, args.batches, args.steps, args.warmup)
         rows.append({"case": name, "preset": preset, "loader": load, "step": step, "ratio": load / step})
         print(f"{name}: loader {load:.1f}/s, step {step:.2f}/s, ratio {load / step:.1f}x", file=sys.stderr)
     print("| case (preset) | loader samples/s | training samples/s | loader / step |\n|---|---|---|---|")

@@ -31,7 +31,7 @@ import bench_data  # noqa: E402
 import data2vec.algorithms.data2vec2 as d2v2  # noqa: E402
 from data2vec.config import apply_overrides  # noqa: E402
 from data2vec.presets import get_preset  # noqa: E402
-from data2vec.train.pretrain import Trainer, _batch_stream  # noqa: E402
+from data2vec.train.pretrain import Trainer  # noqa: E402
 
 PHASES = ["data", "masking", "teacher forward + targets", "student local features", "student encoder forward",
           "decoder forward", "loss", "backward (student + decoder)", "gradient clipping", "optimizer step",
@@ -103,7 +103,7 @@ def profile(kind: str, cfg, steps: int, warmup: int) -> dict[str, Any]:
         timer = PhaseTimer(sync)
         instrument(trainer, timer, patch)
         try:
-            batches = timer.batches(_batch_stream(trainer.data, trainer.state))
+            batches = timer.batches(trainer.batch_stream())
             per_step = []
             for i in range(warmup + steps):
                 timer.totals.clear()
@@ -118,19 +118,19 @@ def profile(kind: str, cfg, steps: int, warmup: int) -> dict[str, Any]:
             trainer.metrics.close()
     median = sorted(per_step, key=lambda r: r["total"])[len(per_step) // 2]
     return {"kind": kind, "precision": "bf16 autocast" if trainer.bf16 else "fp32", "step_s": median["total"],
-            "phases": {p: median.get(p, 0.0) for p in PHASES}, "views": logs["masked_views"],
+            "phases": {p: median.get(p, 0.0) for p in PHASES}, "views": float(logs["masked_views"]),
             "all_totals": [r["total"] for r in per_step]}
 
 
 def configs(kinds: list[str], data_dir: Path) -> dict[str, Any]:
     overrides = {
         "image": ("data2vec2_image_base", lambda: [f"data.path={bench_data.jpeg_folder(data_dir / 'jpeg', 64)}",
-                                                   "train.batch_size=2"]),
+                                                   "train.batch_size=2", "train.micro_batch=0"]),
         "audio": ("data2vec2_audio_base", lambda: [
             f"data.path={bench_data.wav_folder(data_dir / 'wav22k', 8, 10.0, 22050)}",
-            "data.max_samples_per_batch=320000", "train.batch_size=2"]),
+            "data.max_samples_per_batch=320000", "data.buckets_per_step=0", "train.batch_size=2"]),
         "text": ("data2vec2_text_base", lambda: [f"data.path={bench_data.text_path()}", "data.doc_mode=percent",
-                                                 "train.batch_size=1"]),
+                                                 "train.batch_size=1", "train.micro_batch=0"]),
     }
     out = {}
     for kind in kinds:
