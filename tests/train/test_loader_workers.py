@@ -6,7 +6,7 @@ import torch
 from data2vec.config import ConfigError, apply_overrides
 from data2vec.presets import get_preset, list_presets
 from data2vec.train import data as train_data
-from data2vec.train.data import EpochBatchSampler, default_num_workers, epoch_loader
+from data2vec.train.data import build_pretrain_data, default_num_workers
 from data2vec.train.optim import build_optimizer
 
 
@@ -26,24 +26,15 @@ def test_every_preset_uses_auto_workers_and_counts_parse():
         apply_overrides(cfg, ["train.num_workers=many"])
 
 
-def test_auto_workers_give_the_same_batches_as_in_process_loading(monkeypatch):
+def test_builders_get_a_resolved_worker_count(monkeypatch, fmnist_train):
     monkeypatch.setattr(train_data, "default_num_workers", lambda: 1)
-    data = [torch.tensor([i]) for i in range(12)]
-
-    def dataset_item(key):
-        return data[key[1]] * 10 + key[0]
-
-    class Items(torch.utils.data.Dataset):
-        def __len__(self):
-            return len(data)
-
-        __getitem__ = staticmethod(dataset_item)
-
-    def batches(workers):
-        plan = EpochBatchSampler(12, 4, seed=3, epoch=1)
-        return [b.tolist() for b in epoch_loader(Items(), plan, torch.cat, seed=3, num_workers=workers)]
-
-    assert batches("auto") == batches(0)
+    cfg = apply_overrides(get_preset("data2vec2_image_tiny"), [f"data.path={fmnist_train}", "data.limit=64"])
+    assert cfg.train.num_workers == "auto"
+    data = build_pretrain_data(cfg.data, cfg.model.input, cfg.train)
+    assert data.num_workers == 1
+    data0 = build_pretrain_data(cfg.data, cfg.model.input, apply_overrides(cfg, ["train.num_workers=0"]).train)
+    first, first0 = next(data.stream(0, 0)), next(data0.stream(0, 0))
+    assert torch.equal(first["image"], first0["image"])  # the same batches with or without loader processes
 
 
 def test_optimizer_is_fused_on_cpu():
