@@ -63,7 +63,7 @@ class AudioPretrainData(PlannedData):
     dataset: AudioDataset
     sampler: LengthBucketSampler
     seed: int
-    num_workers: int = 0
+    num_workers: int | str = 0
     buckets_per_step: int = 0
 
     def __post_init__(self) -> None:

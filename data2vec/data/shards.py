@@ -27,6 +27,7 @@ import torch
 import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from data2vec.train.data import resolve_num_workers
 from data2vec.train.distributed import split_batch
 
 log = logging.getLogger("data2vec")
@@ -204,12 +205,12 @@ class ShardData:
     stored sample into a collate item (None when unreadable)."""
 
     def __init__(self, folder: str | Path, decode: Callable, collate: Callable, batch_size: int, seed: int,
-                 num_workers: int = 0) -> None:
+                 num_workers: int | str = 0) -> None:
         self.folder = Path(folder)
         self.index = read_index(self.folder)
         self.shard_paths = [self.folder / s["name"] for s in self.index["shards"]]
         self.decode, self.collate, self.batch_size, self.seed = decode, collate, batch_size, seed
-        self.num_workers = num_workers
+        self.num_workers = resolve_num_workers(num_workers)
         self.micro, self.slots = batch_size, max(1, num_workers)
         self.positions: dict[int, Position] = {}
         self.shift = 0

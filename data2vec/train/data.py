@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Optional, Protocol
 
 import torch
@@ -36,11 +36,8 @@ def register_data(kind: str):
 
 
 def build_pretrain_data(data: DataConfig, inp: InputConfig, train: TrainConfig) -> "PretrainData":
-    """The loader for `data.kind`; builders see `train.num_workers` as a count ("auto" resolved)."""
     if data.kind not in _DATA_BUILDERS:
         raise ValueError(f"data.kind={data.kind!r} has no loader; known: {sorted(_DATA_BUILDERS)}")
-    if train.num_workers == "auto":
-        train = replace(train, num_workers=default_num_workers())
     return _DATA_BUILDERS[data.kind](data, inp, train)
 
 
@@ -143,8 +140,13 @@ def default_num_workers() -> int:
     return max(0, min(8, cpus - 1))
 
 
+def resolve_num_workers(num_workers: int | str) -> int:
+    """`train.num_workers` as a count ("auto" -> `default_num_workers()`)."""
+    return default_num_workers() if num_workers == "auto" else int(num_workers)
+
+
 def epoch_loader(
-    dataset: Dataset, plan: Sampler | list, collate: Callable, seed: int, num_workers: int = 0,
+    dataset: Dataset, plan: Sampler | list, collate: Callable, seed: int, num_workers: int | str = 0,
     pin_memory: bool = False,
 ) -> Iterator[dict[str, Any]]:
     """Iterate `plan` (batches of (epoch, index) keys) through a DataLoader.
@@ -154,6 +156,7 @@ def epoch_loader(
     resume (the iterator starts mid-epoch there, at the epoch start otherwise). `pin_memory`
     (for GPUs) lets the trainer copy batches with `non_blocking=True`.
     """
+    num_workers = resolve_num_workers(num_workers)
     loader = DataLoader(dataset, batch_sampler=plan, collate_fn=collate, num_workers=num_workers,
                         generator=torch.Generator().manual_seed(seed), pin_memory=pin_memory,
                         prefetch_factor=4 if num_workers else None)
@@ -174,7 +177,7 @@ class FixedBatchData(PlannedData):
     collate: Callable[[list[Any]], dict[str, Any]]
     batch_size: int
     seed: int
-    num_workers: int = 0
+    num_workers: int | str = 0
 
     def __post_init__(self) -> None:
         self.micro = self.batch_size

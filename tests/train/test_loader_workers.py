@@ -26,12 +26,11 @@ def test_every_preset_uses_auto_workers_and_counts_parse():
         apply_overrides(cfg, ["train.num_workers=many"])
 
 
-def test_builders_get_a_resolved_worker_count(monkeypatch, fmnist_train):
+def test_auto_workers_load_the_same_batches_as_in_process(monkeypatch, fmnist_train):
     monkeypatch.setattr(train_data, "default_num_workers", lambda: 1)
     cfg = apply_overrides(get_preset("data2vec2_image_tiny"), [f"data.path={fmnist_train}", "data.limit=64"])
     assert cfg.train.num_workers == "auto"
     data = build_pretrain_data(cfg.data, cfg.model.input, cfg.train)
-    assert data.num_workers == 1
     data0 = build_pretrain_data(cfg.data, cfg.model.input, apply_overrides(cfg, ["train.num_workers=0"]).train)
     first, first0 = next(data.stream(0, 0)), next(data0.stream(0, 0))
     assert torch.equal(first["image"], first0["image"])  # the same batches with or without loader processes
