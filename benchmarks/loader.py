@@ -39,15 +39,14 @@ def cases(root: Path) -> dict[str, tuple[str, list[str]]]:
     jpeg = lambda size: bench_data.jpeg_folder(root / f"jpeg{size}", 256, size)  # noqa: E731
     wav = lambda rate: bench_data.wav_folder(root / f"wav{rate}", 16, 10.0, rate)  # noqa: E731
     text = bench_data.text_path
+    base_audio = ["data.max_samples_per_batch=160000", "data.buckets_per_step=0", "train.batch_size=1"]
     return {
         "image-base-jpeg400": ("data2vec2_image_base", lambda: [f"data.path={jpeg(400)}", "train.batch_size=2",
-                                                                                "train.micro_batch=0"]),
+                                                                "train.micro_batch=0"]),
         "image-fmnist-jpeg28": ("data2vec2_image_fmnist", lambda: [
             f"data.path={jpeg(28)}", f"data.mean={FMNIST_MEAN[0]}", f"data.std={FMNIST_STD[0]}"]),
-        "audio-base-22k": ("data2vec2_audio_base", lambda: [
-            f"data.path={wav(22050)}", "data.max_samples_per_batch=320000", "data.buckets_per_step=0", "train.batch_size=2"]),
-        "audio-base-44k": ("data2vec2_audio_base", lambda: [
-            f"data.path={wav(44100)}", "data.max_samples_per_batch=320000", "data.buckets_per_step=0", "train.batch_size=2"]),
+        "audio-base-22k": ("data2vec2_audio_base", lambda: [f"data.path={wav(22050)}", *base_audio]),
+        "audio-base-44k": ("data2vec2_audio_base", lambda: [f"data.path={wav(44100)}", *base_audio]),
         "audio-small-22k": ("data2vec2_audio_small", lambda: [f"data.path={wav(22050)}"]),
         "audio-small-44k": ("data2vec2_audio_small", lambda: [f"data.path={wav(44100)}"]),
         "text-base-fortunes": ("data2vec2_text_base", lambda: [f"data.path={text()}", "data.doc_mode=percent",
@@ -102,7 +101,7 @@ def main() -> None:
         key = {"image": "image", "audio": "audio", "text": "tokens"}[cfg.data.kind]
         load, step = rates(cfg, key, args.batches, args.steps, args.warmup)
         rows.append({"case": name, "preset": preset, "loader": load, "step": step, "ratio": load / step})
-        print(f"{name}: loader {load:.1f}/s, step {step:.2f}/s, ratio {load / step:.1f}x", file=sys.stderr)
+        print(json.dumps(rows[-1]), file=sys.stderr)  # partial results survive a crash of a later case
     print("| case (preset) | loader samples/s | training samples/s | loader / step |\n|---|---|---|---|")
     for r in rows:
         print(f"| {r['case']} (`{r['preset']}`) | {r['loader']:.1f} | {r['step']:.2f} | {r['ratio']:.1f}x |")

@@ -128,7 +128,7 @@ def configs(kinds: list[str], data_dir: Path) -> dict[str, Any]:
                                                    "train.batch_size=2", "train.micro_batch=0"]),
         "audio": ("data2vec2_audio_base", lambda: [
             f"data.path={bench_data.wav_folder(data_dir / 'wav22k', 8, 10.0, 22050)}",
-            "data.max_samples_per_batch=320000", "data.buckets_per_step=0", "train.batch_size=2"]),
+            "data.max_samples_per_batch=160000", "data.buckets_per_step=0", "train.batch_size=1"]),
         "text": ("data2vec2_text_base", lambda: [f"data.path={bench_data.text_path()}", "data.doc_mode=percent",
                                                  "train.batch_size=1", "train.micro_batch=0"]),
     }
@@ -163,7 +163,7 @@ def main() -> None:
         r = profile(kind, cfg, args.steps, args.warmup)
         r["preset"] = preset
         r["batch"] = f"{cfg.train.batch_size} x {cfg.model.clone_batch} views"
-        print(f"{preset}: {r['step_s']:.2f} s per step", file=sys.stderr)
+        print(json.dumps(r), file=sys.stderr)  # partial results survive a crash of a later preset
         results.append(r)
     print(table(results))
     print(f"\n{torch.get_num_threads()} thread(s), cpu capability {torch.backends.cpu.get_cpu_capability()}, "

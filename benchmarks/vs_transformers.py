@@ -139,6 +139,22 @@ def compare(row: str, args: argparse.Namespace) -> dict[str, object]:
     return result
 
 
+def profile_ops(row: str, args: argparse.Namespace, top: int = 8) -> None:
+    """Print the torch profiler's top operators (self CPU time) of one step of each model."""
+    from torch.profiler import profile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg, ours, theirs = build_pair(row, args, Path(tmp))
+    x, _ = make_input(row, cfg, args)
+    for name, model, fn in zip(("ours", "transformers"), (ours, theirs), step_fns(ours, theirs, x, args.compile)):
+        for precision in args.precisions:
+            timed_step(model, fn, precision == "bf16")
+            with profile() as prof:
+                timed_step(model, fn, precision == "bf16")
+            ops = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=top)
+            print(f"{row} {name} {precision}:\n{ops}")
+
+
 def table(results: list[dict], precisions: list[str]) -> str:
     head = "| model (our preset) | input | " + " | ".join(
         {"fp32": "fp32", "bf16": "bf16 autocast"}[p] for p in precisions) + " |"
@@ -163,12 +179,17 @@ def main() -> None:
     p.add_argument("--small", action="store_true", help="112 px images (quick looks while iterating)")
     p.add_argument("--compile", action="store_true", help="torch.compile our forward")
     p.add_argument("--json", type=Path, help="also write the results here")
+    p.add_argument("--profile", action="store_true", help="instead of timing, print each model's top operators")
     args = p.parse_args()
     args.precisions = args.precisions.split(",")
     transformers.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
     info = cpu_info()
     print(json.dumps(info), file=sys.stderr)
+    if args.profile:
+        for row in args.rows.split(","):
+            profile_ops(row, args)
+        return
     t0 = time.perf_counter()
     results = [compare(row, args) for row in args.rows.split(",")]
     print(table(results, args.precisions))
