@@ -27,7 +27,7 @@ def param_groups(model: nn.Module, weight_decay: float, decay_all: bool = False)
 
 def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
     """AdamW with the fused kernel when every parameter is a plain CPU or CUDA tensor (not
-    FSDP-sharded): one pass over all tensors, about 4x faster than the per-parameter loop on CPU."""
+    FSDP-sharded): one pass over all tensors instead of PyTorch's per-parameter loop on CPU."""
     params = list(model.parameters())
     fused = bool(params) and all(p.device.type in ("cpu", "cuda") and not hasattr(p, "full_tensor") for p in params)
     groups = param_groups(model, cfg.weight_decay, cfg.decay_all_params)
