@@ -44,10 +44,13 @@ def resolve(args: argparse.Namespace) -> FinetuneConfig:
 
 
 def run(args: argparse.Namespace) -> int:
+    from data2vec.train.distributed import env
     from data2vec.train.finetune_run import run_finetune
 
     cfg = resolve(args)
     results = run_finetune(cfg, args.out, resume=args.resume, force=args.force, progress=not args.no_progress)
+    if env().rank:  # under torchrun, rank 0 speaks for the job
+        return 0
     print(json.dumps({k: v for k, v in results.items() if k != "history"}, indent=2))
     metric = results["metric"]
     line = f"best valid {metric}: {results['valid'][metric]:.4f} (update {results['best_step']})"

@@ -220,6 +220,33 @@ def reduce_sum_ints(values: list[int], device: torch.device) -> list[int]:
     return t.tolist()
 
 
+def all_reduce_gradients(params: Iterator[torch.Tensor], bucket_mb: float = 25.0) -> None:
+    """Average gradients over ranks in flat buckets (a parameter without a gradient on this rank
+    counts as zeros), for loops that call the model in ways DDP's forward cannot wrap."""
+    if not env().distributed:
+        return
+    params = [p for p in params if p.requires_grad]
+    if not params:
+        return
+    has = torch.tensor([float(p.grad is not None) for p in params], device=params[0].device)
+    dist.all_reduce(has)  # a gradient on no rank stays None (the optimizer skips the parameter)
+    params = [p for p, n in zip(params, has.tolist()) if n > 0]
+    for p in params:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+    world, limit, bucket, size = env().world_size, bucket_mb * 2**20, [], 0
+    for i, p in enumerate(params):
+        bucket.append(p.grad)
+        size += p.grad.numel() * p.grad.element_size()
+        if size >= limit or i == len(params) - 1:
+            flat = torch.cat([g.reshape(-1) for g in bucket])
+            dist.all_reduce(flat)
+            flat /= world
+            for g, part in zip(bucket, flat.split([g.numel() for g in bucket])):
+                g.copy_(part.view_as(g))
+            bucket, size = [], 0
+
+
 def all_gather_objects(obj: Any) -> list[Any]:
     """Every rank's `obj`, in rank order (a one-element list on one process)."""
     if not env().distributed:

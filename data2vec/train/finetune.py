@@ -28,6 +28,7 @@ from data2vec import __version__
 from data2vec.config import PretrainConfig, from_dict, save_config, to_dict
 from data2vec.heads.finetuned import HeadConfig
 from data2vec.heads.model import EncoderWithHead
+from data2vec.train import distributed
 from data2vec.train.checkpoint import (
     FINETUNE_RUN_FORMAT, load_checkpoint, load_train_checkpoint, rng_state, save_atomic, set_rng_state,
 )
@@ -128,8 +129,14 @@ class Finetuner:
                  run_dir: str | Path, resume: bool = False, force: bool = False) -> None:
         self.cfg, self.pretrain_cfg, self.model, self.task = cfg, pretrain_cfg, model, task
         self.run_dir = Path(run_dir)
-        prepare_run_dir(self.run_dir, resume, force)
+        self.dist = distributed.env()
+        if self.dist.is_main:  # under torchrun rank 0 owns the run folder; the others read it
+            prepare_run_dir(self.run_dir, resume, force)
+        distributed.barrier()
         tc = cfg.train
+        if tc.grad_accum % self.dist.world_size:
+            raise ValueError(f"train.grad_accum={tc.grad_accum} (micro-batches per update over all ranks) is not a "
+                             f"multiple of the {self.dist.world_size} ranks")
         per_epoch = task.num_batches() // tc.grad_accum
         if per_epoch < 1:
             raise ValueError(f"{task.num_batches()} training batches per epoch for train.grad_accum={tc.grad_accum}; "
@@ -147,6 +154,7 @@ class Finetuner:
                                            lr=tc.lr, betas=tc.betas, eps=tc.eps)
         self.state, self.best, self.history, self.window = FinetuneState(), None, [], []
         if resume:
+from data2vec.train import distributed
             self._restore(load_train_checkpoint(self.run_dir / LAST, fmt=FINETUNE_RUN_FORMAT)[0])
         save_config(cfg, str(self.run_dir / "config.json"))
         self.metrics = MetricLogger(self.run_dir)
@@ -192,34 +200,45 @@ class Finetuner:
                 p.requires_grad_(not frozen and name in self.trainable)
 
     def train_step(self, batches: Iterator[dict[str, Any]]) -> dict[str, float]:
-        """One update over `train.grad_accum` micro-batches."""
-        tc, s = self.cfg.train, self.state
+        """One update over `train.grad_accum` micro-batches; under torchrun rank r of W takes
+        every W-th of them and the gradients are averaged over ranks before the step."""
+        tc, s, W, rank = self.cfg.train, self.state, self.dist.world_size, self.dist.rank
         lr = finetune_lr(s.step, tc, self.total)
         set_lr(self.optimizer, lr)
         self._set_backbone_frozen(s.step < tc.freeze_backbone_steps)
         self.model.train()
-        # Dropout, drop path, augmentation and mixup draw from the global RNG: seeding it per
-        # update makes a resumed run draw exactly what the uninterrupted one did.
-        torch.manual_seed(tc.seed * 1_000_003 + s.step)
+        accum = tc.grad_accum // W
         sums: dict[str, float] = {}
         for micro in range(tc.grad_accum):
-            batch = next(batches)
-            g = torch.Generator().manual_seed((tc.seed * 1_000_003 + s.step) * 64 + micro)
+            batch = next(batches)  # every rank walks the same stream, so positions agree
+            if micro % W != rank:
+                continue
+            seed = (tc.seed * 1_000_003 + s.step) * 64 + micro
+            # Dropout, drop path, augmentation and mixup draw from the global RNG: seeding it per
+            # micro-batch makes a resumed run, and any world size, draw what one process would.
+            torch.manual_seed(seed)
             with autocast(self.bf16, self.device):
-                loss, logs = self.task.loss(self.model, batch, g)
+                loss, logs = self.task.loss(self.model, batch, torch.Generator().manual_seed(seed))
             if loss is None:  # nothing readable in this micro-batch (counted by the task)
                 continue
-            backward(loss, tc.grad_accum)
+            backward(loss, accum)
             for k, v in {"loss": loss.item(), **logs}.items():
-                sums[k] = sums.get(k, 0.0) + v / tc.grad_accum
+                sums[k] = sums.get(k, 0.0) + v / accum
+        if self.dist.distributed:
+            distributed.all_reduce_gradients(self.model.parameters())
+            sums = distributed.reduce_mean(sums, self.device)
         grad_norm = clip_and_step(self.model.parameters(), self.optimizer, tc.clip_norm, s.step)
         s.step += 1
         return {**sums, "lr": lr, "grad_norm": grad_norm}
 
     def evaluate(self, split: str) -> dict[str, float]:
-        self.model.eval()
-        with torch.no_grad(), autocast(self.bf16, self.device):
-            return self.task.evaluate(self.model, split)
+        """Metrics on `split`; under torchrun rank 0 evaluates and tells the others."""
+        result = None
+        if self.dist.is_main:
+            self.model.eval()
+            with torch.no_grad(), autocast(self.bf16, self.device):
+                result = self.task.evaluate(self.model, split)
+        return distributed.broadcast_object(result)
 
     def _offer_best(self, row: dict[str, Any]) -> None:
         key = f"valid_{self.metric}"
@@ -229,14 +248,17 @@ class Finetuner:
         sign = -1 if self.metric in LOWER_IS_BETTER else 1
         if self.best is None or sign * row[key] > sign * self.best[key]:
             self.best = row
-            save_atomic({"step": row["step"], "model": self.model.state_dict()}, self.run_dir / BEST)
+            if self.dist.is_main:
+                save_atomic({"step": row["step"], "model": self.model.state_dict()}, self.run_dir / BEST)
+            distributed.barrier()
 
     def train(self, progress: bool = True) -> dict[str, Any]:
         """Run to `self.total` updates; returns the results (also written to results.json)."""
         tc, s = self.cfg.train, self.state
         log.info("resolved fine-tuning config:\n%s", json.dumps(to_dict(self.cfg), indent=2))
         batches, t0, window = self._batches(), time.perf_counter(), self.window
-        bar = tqdm(total=self.total, initial=s.step, disable=not progress, dynamic_ncols=True, desc="finetune")
+        bar = tqdm(total=self.total, initial=s.step, disable=not (progress and self.dist.is_main),
+                   dynamic_ncols=True, desc="finetune")
         try:
             while s.step < self.total:
                 logs = self.train_step(batches)
@@ -254,21 +276,25 @@ class Finetuner:
                     self._offer_best(row)
                     logs.update({k: v for k, v in row.items() if k.startswith("valid_")})
                     log.info("update %d: %s", s.step, {k: round(v, 4) for k, v in row.items()})
-                if s.step % tc.log_every == 0 or "valid_" + self.metric in logs:
+                if self.metrics is not None and (s.step % tc.log_every == 0 or "valid_" + self.metric in logs):
                     self.metrics.log(s.step, logs)
                     bar.set_postfix(loss=f"{window[-1]:.4f}", lr=f"{logs['lr']:.2e}")
                 if s.step % self.ckpt_every == 0 or s.step == self.total:
-                    save_atomic(self._checkpoint(), self.run_dir / LAST)
+                    if self.dist.is_main:
+                        save_atomic(self._checkpoint(), self.run_dir / LAST)
+                    distributed.barrier()
         finally:
             bar.close()
-            self.metrics.close()
+            if self.metrics is not None:
+                self.metrics.close()
         return self._finish(time.perf_counter() - t0)
 
     def _finish(self, seconds: float) -> dict[str, Any]:
         """Keep the best evaluation's weights, test them, write finetuned.pt and results.json."""
         if self.best is not None and self.best["step"] != self.state.step:
             self.model.load_state_dict(load_checkpoint(self.run_dir / BEST)["model"])
-        save_atomic(self.export(), self.run_dir / "finetuned.pt")
+        if self.dist.is_main:
+            save_atomic(self.export(), self.run_dir / "finetuned.pt")
         results: dict[str, Any] = {
             "task": self.cfg.task, "init": self.cfg.init or f"random ({self.cfg.preset})", "metric": self.metric,
             "updates": self.state.step, "updates_per_epoch": self.steps_per_epoch, "seconds_this_run": seconds,
@@ -279,7 +305,8 @@ class Finetuner:
         }
         if getattr(self.task, "has_test", False):
             results["test"] = self.evaluate("test")
-        (self.run_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+        if self.dist.is_main:
+            (self.run_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
         return results
 
 

@@ -16,6 +16,7 @@ from data2vec.config import ModelConfig, PretrainConfig
 from data2vec.checkpoints.load import read_weights
 from data2vec.heads.model import EncoderWithHead, FeatureMaskConfig
 from data2vec.models import build_finetuned
+from data2vec.train.distributed import distributed_run
 from data2vec.train.finetune import Finetuner, finetune_config_of, read_finetuned
 from data2vec.train.finetune_config import TASKS, FinetuneConfig, FinetuneModelConfig
 
@@ -114,8 +115,9 @@ def run_finetune(cfg: FinetuneConfig, run_dir: str | Path, resume: bool = False,
     """Fine-tune per `cfg` into `run_dir` (or continue it with `resume=True`); returns the
     results written to `run_dir/results.json`. Runs from random weights follow `scratch_policy`."""
     cfg = scratch_policy(cfg)
-    pre, model, task = build_run(cfg)
-    return Finetuner(cfg, pre, model, task, run_dir, resume=resume, force=force).train(progress)
+    with distributed_run(cfg.train.device):  # one process, or one rank of a torchrun job
+        pre, model, task = build_run(cfg)
+        return Finetuner(cfg, pre, model, task, run_dir, resume=resume, force=force).train(progress)
 
 
 def load_finetuned(path: str | Path, device: str = "cpu") -> tuple[EncoderWithHead, FinetuneConfig, PretrainConfig, list[str]]:

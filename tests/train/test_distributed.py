@@ -13,6 +13,7 @@ import torch
 from data2vec.config import apply_overrides
 from data2vec.presets import get_preset
 from data2vec.train.checkpoint import load_checkpoint
+from data2vec.train import distributed
 from data2vec.train.distributed import rank_plan, split_batch
 from data2vec.train.logging import read_metrics
 from data2vec.train.pretrain import pretrain
@@ -205,3 +206,42 @@ def test_one_gpu_step_uses_fused_adamw_bf16_and_pinned_batches(fmnist_train, tmp
     assert trainer.optimizer.defaults["fused"]
     assert next(trainer.batch_stream())["image"].is_pinned()
     trainer.train(progress=False)
+
+
+def _finetune_rank(cfg, out):
+    """One rank of an image fine-tuning run on deterministic inputs (no augmentation draws)."""
+    from data2vec.train.finetune import Finetuner
+    from data2vec.train.finetune_run import build_run
+
+    with distributed.distributed_run("cpu"):
+        pre, model, task = build_run(cfg)
+        task.train_set.transform = task.eval_sets["valid"].dataset.transform
+        Finetuner(cfg, pre, model, task, out).train(progress=False)
+
+
+@pytest.mark.integration
+def test_two_rank_fine_tuning_matches_one_rank_accumulating(tmp_path, run_ranks):
+    import numpy as np
+    from PIL import Image
+
+    from data2vec.recipes import get_recipe
+
+    rng = np.random.default_rng(0)
+    for cls in ("a", "b"):
+        (tmp_path / "img" / cls).mkdir(parents=True)
+        for i in range(24):
+            img = rng.normal(60 if cls == "a" else 160, 20, (28, 28)).clip(0, 255).astype(np.uint8)
+            Image.fromarray(img).save(tmp_path / "img" / cls / f"{i}.png")
+    cfg = apply_overrides(get_recipe("image_tiny"), [
+        f"data.train={tmp_path / 'img'}", "data.test=", "data.valid_size=8", "data.label_frac=1.0",
+        "train.device=cpu", "model.drop_path=0", "data.mixup=0", "data.cutmix=0", "train.max_steps=3",
+        "train.label_smoothing=0", "train.bf16=false", "train.batch_size=4", "train.grad_accum=2"])
+    run_ranks(_finetune_rank, 2, cfg, tmp_path / "two")
+    _finetune_rank(cfg, tmp_path / "one")
+    a = load_checkpoint(tmp_path / "one" / "finetuned.pt")["model"]
+    b = load_checkpoint(tmp_path / "two" / "finetuned.pt")["model"]
+    for k, v in a.items():
+        torch.testing.assert_close(b[k], v, rtol=1e-5, atol=1e-6, msg=k)
+    one = [r["loss"] for r in read_metrics(tmp_path / "one" / "metrics.jsonl") if "loss" in r]
+    two = [r["loss"] for r in read_metrics(tmp_path / "two" / "metrics.jsonl") if "loss" in r]
+    assert two == pytest.approx(one, rel=1e-5)
