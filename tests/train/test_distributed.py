@@ -245,3 +245,15 @@ def test_two_rank_fine_tuning_matches_one_rank_accumulating(tmp_path, run_ranks)
     one = [r["loss"] for r in read_metrics(tmp_path / "one" / "metrics.jsonl") if "loss" in r]
     two = [r["loss"] for r in read_metrics(tmp_path / "two" / "metrics.jsonl") if "loss" in r]
     assert two == pytest.approx(one, rel=1e-5)
+
+
+def _raise_on_every_rank():
+    with distributed.distributed_run("cpu") as (env, _):
+        raise ValueError(f"cannot read shard-{env.rank}.tar")
+
+
+def test_a_rank_that_raises_names_itself_and_the_cause(run_ranks, capfd):
+    assert run_ranks(_raise_on_every_rank, 2, expect_ok=False) == [1, 1]
+    err = capfd.readouterr().err
+    assert "data2vec: rank 1 of 2 failed: ValueError: cannot read shard-1.tar" in err
+    assert "data2vec: rank 0 of 2 failed: ValueError: cannot read shard-0.tar" in err
