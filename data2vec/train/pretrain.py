@@ -206,9 +206,9 @@ class Trainer:
             distributed.barrier()
         if self.dist.is_main:
             save_atomic(ckpt, path)  # last.pt names its shards, so a crash leaves a matching pair
-            for old in path.parent.glob("step-*.dcp"):
-                if old.name != ckpt.get("sharded"):
-                    shutil.rmtree(old, ignore_errors=True)
+            # Keep the newest two shard folders: last.pt's and the one last.prev.pt names.
+            for old in sorted(path.parent.glob("step-*.dcp"))[:-2]:
+                shutil.rmtree(old, ignore_errors=True)
         distributed.barrier()
         self.last_good = (self.state.step, path)
         return path
