@@ -154,10 +154,11 @@ class Finetuner:
                                            lr=tc.lr, betas=tc.betas, eps=tc.eps)
         self.state, self.best, self.history, self.window = FinetuneState(), None, [], []
         if resume:
-from data2vec.train import distributed
             self._restore(load_train_checkpoint(self.run_dir / LAST, fmt=FINETUNE_RUN_FORMAT)[0])
-        save_config(cfg, str(self.run_dir / "config.json"))
-        self.metrics = MetricLogger(self.run_dir)
+        self.metrics: Optional[MetricLogger] = None
+        if self.dist.is_main:
+            save_config(cfg, str(self.run_dir / "config.json"))
+            self.metrics = MetricLogger(self.run_dir)
 
     # ------------------------------------------------------------------ checkpoints
     def _checkpoint(self) -> dict[str, Any]:
