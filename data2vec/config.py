@@ -193,6 +193,18 @@ def to_dict(cfg: Any) -> dict[str, Any]:
     return json.loads(json.dumps(dataclasses.asdict(cfg)))
 
 
+def _legacy_accumulation(train: dict[str, Any]) -> dict[str, Any]:
+    """Pretraining configs written before `train.batch_size` became the global batch held
+    `batch_size` per micro-batch and `grad_accum` micro-batches per step: the same step is
+    `batch_size * grad_accum` samples in `batch_size` micro-batches, so old runs still load."""
+    train = dict(train)
+    accum = train.pop("grad_accum")
+    if isinstance(accum, int) and accum > 1 and "micro_batch" not in train:
+        per_micro = train.get("batch_size", TrainConfig.batch_size)
+        train.update(batch_size=per_micro * accum, micro_batch=per_micro)
+    return train
+
+
 def from_dict(cls: type, data: dict[str, Any], path: str = "") -> Any:
     """Build config `cls` from a plain dict; unknown keys and wrong types raise ConfigError."""
     if not isinstance(data, dict):
@@ -206,6 +218,8 @@ def from_dict(cls: type, data: dict[str, Any], path: str = "") -> Any:
             known = sorted(k for b, k in _KINDS if b == base)
             raise ConfigError(f"{path or 'config'}.kind: unknown {base} kind {data['kind']!r}; known: {known}")
         cls = _KINDS[key]
+    if cls is TrainConfig and "grad_accum" in data:
+        data = _legacy_accumulation(data)
     hints = typing.get_type_hints(cls)
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = set(data) - known

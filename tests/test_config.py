@@ -57,3 +57,11 @@ def test_from_dict_in_a_fresh_interpreter_finds_builtin_kinds(tmp_path):
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == "image"
+
+
+def test_pretraining_configs_from_before_the_global_batch_still_load():
+    from data2vec.config import TrainConfig, from_dict
+
+    old = from_dict(TrainConfig, {"batch_size": 8, "grad_accum": 4, "lr": 1e-3})
+    assert (old.batch_size, old.micro_batch, old.lr) == (32, 8, 1e-3)
+    assert from_dict(TrainConfig, {"batch_size": 8, "grad_accum": 1}).batch_size == 8
