@@ -15,14 +15,16 @@ setup: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m data2vec demo --out runs/demo --force
 
+# One OpenMP thread per test process: the distributed tests fork ranks that start loader
+# workers, and forking a process whose OpenMP pool is running can deadlock the children.
 test: $(STAMP)
-	$(PY) -m pytest -q
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q
 
 test-slow: $(STAMP)
-	$(PY) -m pytest -q -m slow
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q -m slow
 
 test-all: $(STAMP)
-	$(PY) -m pytest -q -m "slow or not slow"
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q -m "slow or not slow"
 
 # Benchmarks (results and the exact commands are recorded in docs/benchmarks.md).
 bench-image: $(STAMP)
