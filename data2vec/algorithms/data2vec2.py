@@ -28,10 +28,15 @@ class Data2Vec2Model(nn.Module):
     `pretrain_forward`; it is updated by the training loop after each optimizer step.
     """
 
-    def __init__(self, cfg: ModelConfig) -> None:
+    def __init__(self, cfg: ModelConfig, parts: Optional[tuple[nn.Module, nn.Module, nn.Module]] = None) -> None:
+        """`parts`: (modality, encoder, decoder) owned elsewhere, used as they are (one modality
+        of a multimodal model, which shares its encoder); default: built from `cfg`."""
         super().__init__()
         check_model_config(cfg)
         self.cfg = cfg
+        if parts is not None:
+            self.modality, self.encoder, self.decoder = parts
+            return
         self.modality = build_modality(cfg.input, cfg.encoder)
         self.encoder = TransformerEncoder(cfg.encoder)
         self.decoder = self.modality.build_decoder(cfg.decoder)

@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from data2vec.checkpoints.fairseq_v1 import import_checkpoint
 from data2vec.checkpoints.huggingface import OUR_KIND, PRESET, import_hf
 from data2vec.checkpoints.imported import Imported
+from data2vec.checkpoints.multimodal import pick_modality
 from data2vec.checkpoints.pretrained import CONFIG_FILE, from_pretrained, load_strict, read_head
 from data2vec.checkpoints.unpickle import CheckpointReadError, load_checkpoint
 from data2vec.config import ConfigError, PretrainConfig, from_dict
@@ -47,17 +48,18 @@ class LoadedModel(NamedTuple):
 
 
 def load_model(path: str | Path, weights: str = "student", source: Optional[str] = None,
-               device: Optional[str | torch.device] = None) -> LoadedModel:
+               device: Optional[str | torch.device] = None, modality: Optional[str] = None) -> LoadedModel:
     """The model stored at `path` in any format of `FORMATS` (detected from the content, or
     forced with `source`), with its student or EMA `teacher` weights, in eval mode.
 
     Pretraining weights give the pretraining model (`build_model(cfg.model)`); fine-tuned ones
     an `EncoderWithHead` with `head` set. The teacher keeps the student's tensors where it has
-    none of its own (the pretraining decoder; a frozen local encoder).
+    none of its own (the pretraining decoder; a frozen local encoder). `modality` selects one
+    modality of a multimodal checkpoint (see `read_checkpoint`).
     """
     if weights not in WEIGHTS:
         raise ValueError(f"weights must be one of {WEIGHTS}, got {weights!r}")
-    imp = read_checkpoint(path, source)
+    imp = read_checkpoint(path, source, modality=modality)
     model = build_model(imp.cfg.model, imp.head)
     load_strict(model, imp.student, Path(path))
     if weights == "teacher":
@@ -99,16 +101,22 @@ def sniff(path: str | Path) -> tuple[str, Optional[dict[str, Any]]]:
 
 
 def read_checkpoint(path: str | Path, source: Optional[str] = None, num_heads: Optional[int] = None,
-                    ckpt: Optional[dict[str, Any]] = None) -> Imported:
+                    ckpt: Optional[dict[str, Any]] = None, modality: Optional[str] = None,
+                    kinds: tuple[str, ...] = ()) -> Imported:
     """Everything a checkpoint holds, in our layout: config, student (or fine-tuned model)
     state, EMA teacher state, head config (fine-tuned files) and the keys left out, with why.
 
     `source` forces a format of `FORMATS` (default: detected). `num_heads` cross-checks the
     head count of BEiT files (which store no config). `ckpt`: the file's contents, when the
     caller has read them already. Every state is checked key by key and shape by shape
-    against the module it loads into.
+    against the module it loads into. `modality` gives one modality of a multimodal checkpoint
+    as a single-modality one (an error when it has no such modality; for a single-modality
+    checkpoint it must name its own; `kinds`: see `checkpoints.multimodal.pick_modality`).
     """
-    path = Path(path)
+    return pick_modality(_read_any(Path(path), source, num_heads, ckpt), modality, path, kinds)
+
+
+def _read_any(path: Path, source: Optional[str], num_heads: Optional[int], ckpt: Optional[dict[str, Any]]) -> Imported:
     if source is not None and source not in FORMATS:
         raise ValueError(f"{path}: unknown checkpoint format {source!r}; expected one of {FORMATS}")
     if source is None:
@@ -130,16 +138,17 @@ def read_checkpoint(path: str | Path, source: Optional[str] = None, num_heads: O
 
 
 def read_weights(
-    path: str | Path, source: Optional[str] = None
+    path: str | Path, source: Optional[str] = None, modality: Optional[str] = None, kinds: tuple[str, ...] = ()
 ) -> tuple[PretrainConfig, dict[str, Tensor], Optional[dict[str, Tensor]]]:
     """(config, student state dict, EMA teacher module state dict or None) of a pretraining
     checkpoint at `path` (see `read_checkpoint`).
 
     The student state loads into `build_model(config.model)`, the teacher state into
     `model.make_teacher().module`. A fine-tuned checkpoint is an error (it has no pretraining
-    head); use `read_checkpoint` for those.
+    head); use `read_checkpoint` for those. `modality`, `kinds`: one modality of a multimodal
+    checkpoint (see `read_checkpoint`).
     """
-    imp = read_checkpoint(path, source)
+    imp = read_checkpoint(path, source, modality=modality, kinds=kinds)
     if imp.head is not None:
         raise ValueError(f"{path}: a fine-tuned model ({imp.head.kind} head, {imp.head.num_outputs} outputs) has no "
                          "pretraining head or teacher; continued pretraining needs a pretraining checkpoint")

@@ -24,7 +24,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     emb = embed(args.checkpoint, args.inputs, args.layer, args.pooling, args.weights, args.batch_size, args.device,
-                args.tokenizer, progress=not args.no_progress, **input_options(args))
+                args.tokenizer, progress=not args.no_progress, modality=args.modality, **input_options(args))
     out, index = emb.save(args.out, {"checkpoint": str(args.checkpoint), "weights": args.weights})
     shape = "x".join(map(str, emb.features.shape))
     print(f"wrote {out} ({shape}; layer {emb.spec.layer}, pooling {emb.spec.pooling}) and {index}: "

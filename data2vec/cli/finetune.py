@@ -18,6 +18,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--recipe", help="a named recipe (`data2vec recipes`); default: the task's small CPU recipe")
     p.add_argument("--init", help="pretrained weights: our checkpoint or folder, a fairseq file, a transformers "
                                   "folder; omit for random weights of the recipe's preset")
+    p.add_argument("--modality", help="the modality of a multimodal --init (default: the one the task reads): modality")
     p.add_argument("--train", help="training data (image folder / idx file, .tsv manifest, text file): data.train")
     p.add_argument("--valid", help="validation data, same form: data.valid")
     p.add_argument("--test", help="test data, scored once with the selected weights: data.test")
@@ -40,6 +41,8 @@ def resolve(args: argparse.Namespace) -> FinetuneConfig:
     cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, **given))
     if args.init:
         cfg = dataclasses.replace(cfg, init=args.init)
+    if getattr(args, "modality", None):
+        cfg = dataclasses.replace(cfg, modality=args.modality)
     return apply_overrides(cfg, args.overrides)
 
 

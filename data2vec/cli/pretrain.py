@@ -8,6 +8,7 @@ import argparse
 import json
 from pathlib import Path
 
+from data2vec.algorithms.multimodal import is_multimodal, modality_config
 from data2vec.checkpoints.load import read_weights
 from data2vec.config import PretrainConfig, apply_overrides, from_dict, load_config, to_dict
 from data2vec.presets import get_preset
@@ -25,6 +26,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--init", help="start from these weights (fairseq .pt or a save_pretrained folder); without "
                                   "--preset/--config the model config comes from them too")
+    p.add_argument("--modality", help="train only this modality of a multimodal preset or config (the same "
+                                      "architecture alone: the single-modality baseline of a joint run)")
     p.add_argument("--force", action="store_true", help="overwrite a non-empty run directory")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides, e.g. train.lr=3e-4")
@@ -43,7 +46,14 @@ def resolve_config(args: argparse.Namespace) -> PretrainConfig:
         cfg = get_preset(args.preset)
     else:
         raise ValueError("give --preset NAME (see `data2vec presets`) or --config FILE")
-    return apply_overrides(cfg, args.overrides)
+    cfg = apply_overrides(cfg, args.overrides)
+    if getattr(args, "modality", None):
+        if args.resume or not (args.preset or args.config):
+            raise ValueError("--modality selects from a multimodal --preset or --config (a resumed run keeps its own)")
+        if not is_multimodal(cfg.model):
+            raise ValueError(f"--modality {args.modality}: {args.preset or args.config} is not a multimodal config")
+        cfg = modality_config(cfg, args.modality)
+    return cfg
 
 
 def run(args: argparse.Namespace) -> int:

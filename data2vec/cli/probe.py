@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from data2vec.checkpoints.load import load_model
+from data2vec.checkpoints.multimodal import require_one_modality
 from data2vec.eval.embed import extract, tokenizer_for
 from data2vec.eval.features import POOLINGS, FeatureSpec, default_pooling
 from data2vec.data.audio_labeled import class_index
@@ -20,6 +21,7 @@ def add_feature_arguments(p: argparse.ArgumentParser) -> None:
     """The checkpoint and feature choices `probe` and `embed` share."""
     p.add_argument("--weights", default="student", choices=["student", "teacher"],
                    help="student weights (what data2vec 2.0 fine-tunes) or the EMA teacher")
+    p.add_argument("--modality", help="the modality to read from a multimodal checkpoint (e.g. image, audio, text)")
     p.add_argument("--layer", default="last",
                    help="last | block:N (block N's output, 1-based) | top:K (average of the top K blocks' normalized "
                         "outputs: the data2vec target representation) | top (the model's own targets.top_k)")
@@ -61,7 +63,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    model, cfg, _ = load_model(args.checkpoint, args.weights)
+    model, cfg, _ = load_model(args.checkpoint, args.weights, modality=args.modality)
+    require_one_modality(cfg, args.checkpoint)
     spec = FeatureSpec(args.layer, args.pooling or default_pooling(model))
     if spec.pooling == "none":
         raise ValueError("probes need one vector per input: choose --pooling mean, cls or mean+cls")

@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from data2vec.checkpoints.load import load_model
+from data2vec.checkpoints.multimodal import require_one_modality
 from data2vec.config import PretrainConfig
 from data2vec.data.text_pretrain import check_tokenizer, text_tokenizer
 from data2vec.data.tokenizer import TextTokenizer
@@ -136,10 +137,13 @@ def tokenizer_for(cfg: PretrainConfig, path: Optional[str | Path] = None) -> Opt
 
 def embed(checkpoint: str | Path, path: str | Path, layer: str = "last", pooling: Optional[str] = None,
           weights: str = "student", batch_size: int = 32, device: Optional[str] = None,
-          tokenizer: Optional[str | Path] = None, progress: bool = False, **input_options: Any) -> Embeddings:
+          tokenizer: Optional[str | Path] = None, progress: bool = False, modality: Optional[str] = None,
+          **input_options: Any) -> Embeddings:
     """Embeddings of the inputs at `path` (see `eval.inputs.open_inputs` for the forms and
-    `input_options`) from a checkpoint in any format. `pooling` defaults to `default_pooling`."""
-    model, cfg, _ = load_model(checkpoint, weights)
+    `input_options`) from a checkpoint in any format; `modality` picks one modality of a
+    multimodal checkpoint. `pooling` defaults to `default_pooling`."""
+    model, cfg, _ = load_model(checkpoint, weights, modality=modality)
+    require_one_modality(cfg, checkpoint)
     spec = FeatureSpec(layer, pooling or default_pooling(model))
     inputs = open_inputs(path, cfg, tokenizer=tokenizer_for(cfg, tokenizer), **input_options)
     return extract(model, cfg, inputs, spec, batch_size, device, progress)

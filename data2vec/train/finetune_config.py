@@ -75,6 +75,7 @@ class FinetuneConfig:
     init: str = ""  # pretrained weights in any format the loader reads; "": random weights of `preset`
     preset: str = "data2vec2_image_fmnist"  # the architecture when `init` is empty
     weights: str = "student"  # student | teacher (EMA) weights of `init` | random: `init`'s architecture only
+    modality: str = ""  # the modality of a multimodal `init`; "": the one whose input the task reads
     model: FinetuneModelConfig = field(default_factory=FinetuneModelConfig)
     data: LabeledDataConfig = field(default_factory=LabeledDataConfig)
     train: FinetuneTrainConfig = field(default_factory=FinetuneTrainConfig)

@@ -42,19 +42,21 @@ def task_class(task: str) -> type:
     return getattr(importlib.import_module(module), name)
 
 
-def load_backbone(init: str, preset: str, weights: str = "student") -> tuple[PretrainConfig, Optional[dict[str, Tensor]]]:
+def load_backbone(init: str, preset: str, weights: str = "student", modality: str = "",
+                  kinds: tuple[str, ...] = ()) -> tuple[PretrainConfig, Optional[dict[str, Tensor]]]:
     """(pretraining config, student state dict or None) from `init` in any format the loaders
     read (our training checkpoint, our folder, a fairseq file, a transformers folder), or the
     random-weight architecture of `preset` when `init` is empty. `weights="teacher"` takes the
     EMA teacher's tensors where the checkpoint has them; `"random"` keeps only the architecture
-    (and, for text, the tokenizer) of `init`: the from-scratch baseline."""
+    (and, for text, the tokenizer) of `init`: the from-scratch baseline. From a multimodal `init`
+    it takes `modality`, or without one the modality whose input kind is in `kinds`."""
     if weights not in WEIGHTS:
         raise ValueError(f"weights must be one of {WEIGHTS}, got {weights!r}")
     if not init:
         from data2vec.presets import get_preset
 
         return get_preset(preset), None
-    cfg, state, teacher = read_weights(init)  # any format, runs and their last.pt included
+    cfg, state, teacher = read_weights(init, modality=modality, kinds=kinds)  # any format, runs and their last.pt
     if weights == "random":
         return cfg, None
     if weights == "teacher" and teacher is None:
@@ -78,7 +80,7 @@ def feature_mask(m: FinetuneModelConfig) -> Optional[FeatureMaskConfig]:
 def build_run(cfg: FinetuneConfig) -> tuple[PretrainConfig, EncoderWithHead, Any]:
     """(pretraining config, model, task) of a fine-tuning config: data read, head sized."""
     cls = task_class(cfg.task)
-    pre, state = load_backbone(cfg.init, cfg.preset, cfg.weights)
+    pre, state = load_backbone(cfg.init, cfg.preset, cfg.weights, cfg.modality, INPUT_KINDS[cfg.task])
     if pre.model.input.kind not in INPUT_KINDS[cfg.task]:
         raise ValueError(f"task={cfg.task} needs a {' or '.join(INPUT_KINDS[cfg.task])} model; "
                          f"{cfg.init or cfg.preset} is a {pre.model.input.kind!r} model")

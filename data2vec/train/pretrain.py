@@ -18,7 +18,7 @@ from data2vec.algorithms.ema import teacher_lag_warning
 from data2vec.checkpoints.load import RUN_CHECKPOINT, RUN_EXPORT, TRAIN_FORMAT, read_weights
 from data2vec.checkpoints.pretrained import save_pretrained
 from data2vec.config import PretrainConfig, from_dict, save_config, to_dict
-from data2vec.models import build_model
+from data2vec.models import build_model, input_key
 from data2vec.train import distributed
 from data2vec.train.checkpoint import (
     load_checkpoint, load_train_checkpoint, previous_path, rng_state, save_atomic, set_rng_state,
@@ -140,7 +140,8 @@ class Trainer:
         self.micro_per_step = self.data.configure(W, tc.micro_batch)
         self.accum = self.micro_per_step // W
         self.student = distributed.wrap_model(self.model, tc.parallel, self.device, "pretrain_forward", self.bf16,
-                                              find_unused=cfg.model.encoder.layer_drop > 0)
+                                              find_unused=cfg.model.encoder.layer_drop > 0
+                                              or getattr(self.model, "unused_parameters_per_step", False))
         self.optimizer = build_optimizer(self.model, tc)
         if tc.compile:
             _compile_blocks(self.model, self.teacher.module)
@@ -295,7 +296,7 @@ class Trainer:
         samples = 0
         for micro in range(self.accum):
             batch = next(batches)
-            while "num_skipped" in batch and batch["num_skipped"] and self.model.modality.input_key not in batch:
+            while "num_skipped" in batch and batch["num_skipped"] and input_key(self.model, batch) not in batch:
                 self._count_skips(batch)  # a batch of nothing but unreadable samples
                 batch = next(batches)
             self._count_skips(batch)
@@ -310,7 +311,7 @@ class Trainer:
                 backward(out.loss, self.accum)
             for k, v in out.logs.items():
                 sums[k] = sums.get(k, 0.0) + v / self.accum
-            samples += int(batch[self.model.modality.input_key].shape[0])
+            samples += int(batch[input_key(self.model, batch)].shape[0])
         grad_norm = distributed.full_tensor(clip_gradients(self.model.parameters(), tc.clip_norm))
         self._flag_nonfinite(grad_norm, s.step)
         optimizer_step(self.optimizer)
