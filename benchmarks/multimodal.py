@@ -12,7 +12,7 @@ features of the last block, student weights):
   speech-corpus`), train split against the test split, whose speakers are held out;
 - text: the fortunes 4-category quote task (`data.text_fortunes.fortunes_classification`).
 
-    OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python benchmarks/multimodal.py --steps 120 --out runs/bench-multimodal
+    OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python benchmarks/multimodal.py --steps 60 --image-train 5000 --out runs/bench-multimodal
 
 Every step is a `data2vec` CLI command (printed, and stored in results.json). `--stages probe`
 (say) reruns only the probes on existing runs.
@@ -93,10 +93,12 @@ def probe(ckpt: Path, modality: str, data: dict[str, Path], image_train: int, lo
     return json.loads(printed[: printed.rindex("}") + 1])["linear_top1"]
 
 
-def pretrain(out: Path, steps: int, modality: str, log: list[str]) -> float:
+def pretrain(out: Path, steps: int, modality: str, decays: str, log: list[str]) -> float:
     t0 = time.perf_counter()
+    start, end = decays.split(",")
     argv = ["pretrain", "--preset", PRESET, "--out", str(out), "--force", "--no-progress",
             f"train.max_steps={steps}", f"model.teacher.anneal_steps={max(steps, 1)}",
+            f"model.teacher.decay={start}", f"model.teacher.end_decay={end}",
             f"train.warmup_steps={steps // 10}", f"train.ckpt_every={max(steps, 1)}"]
     run_cli(argv + (["--modality", modality] if modality != "joint" else []), log)
     return time.perf_counter() - t0
@@ -108,6 +110,8 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=120, help="N: updates per modality (the joint run makes 3N)")
     p.add_argument("--speech", default="runs/speech", help="the speech corpus folder (data2vec speech-corpus)")
     p.add_argument("--image-train", type=int, default=10000)
+    p.add_argument("--decays", default="0.9,0.95", help="EMA decay start,end (annealed over each run); the "
+                   "default leaves about 1%% of the teacher's random init after N updates")
     p.add_argument("--stages", default="pretrain,probe")
     args = p.parse_args()
     out, stages = Path(args.out), set(args.stages.split(","))
@@ -120,7 +124,7 @@ def main() -> None:
     if "pretrain" in stages:
         seconds = results.setdefault("pretrain_seconds", {})
         for name, (steps, modality) in runs.items():
-            seconds[name] = pretrain(out / name, steps, modality, commands)
+            seconds[name] = pretrain(out / name, steps, modality, args.decays, commands)
             saved.write_text(json.dumps(results, indent=2) + "\n")
     if "probe" in stages:
         data = {"audio": audio_probe_data(Path(args.speech), out / "probe-audio"),
