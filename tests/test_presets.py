@@ -6,26 +6,42 @@ import torch
 from data2vec.config import apply_overrides
 from data2vec.data.synthetic import synthetic_batch
 from data2vec.presets import get_preset, list_presets, tiny_overrides
-from data2vec.models import build_model
+from data2vec.data.multimodal import synthetic_batches
+from data2vec.models import build_model, input_key
 
 
 def tiny_inputs(cfg, batch=2):
     return synthetic_batch(cfg.model.input, batch)
 
 
+def _batches(cfg):
+    """One batch, or one per modality of a multimodal model."""
+    if cfg.model.input.kind == "multi":
+        return list(synthetic_batches(cfg.model.input, 2).values())
+    return [tiny_inputs(cfg)]
+
+
+def _features(model, batch):
+    x = batch[input_key(model, batch)]
+    return (model.extract_features(x, modality=batch["modality"]) if "modality" in batch
+            else model.extract_features(x)).x
+
+
 def _step(cfg):
     model = build_model(cfg.model)
     teacher = model.make_teacher()
-    out = model.pretrain_forward(tiny_inputs(cfg), teacher, torch.Generator().manual_seed(0))
-    assert torch.isfinite(out.loss)
-    out.loss.backward()
+    batches = _batches(cfg)
+    for batch in batches:
+        out = model.pretrain_forward(batch, teacher, torch.Generator().manual_seed(0))
+        assert torch.isfinite(out.loss)
+        out.loss.backward()
     torch.optim.AdamW(model.parameters(), lr=1e-3).step()
     teacher.update(model, 1)
     model2 = build_model(cfg.model)
     model2.load_state_dict(model.state_dict())
     model.eval(), model2.eval()
-    x = tiny_inputs(cfg)[model.modality.input_key]
-    torch.testing.assert_close(model.extract_features(x).x, model2.extract_features(x).x)
+    for batch in batches:
+        torch.testing.assert_close(_features(model, batch), _features(model2, batch))
     return out
 
 

@@ -84,7 +84,9 @@ class MultimodalData:
 
 def _readable(stream: Iterator[dict[str, Any]]) -> dict[str, Any]:
     """The next batch with samples in it: batches of nothing but unreadable samples are passed
-    over here, their count carried on (the step must not take another modality's batch)."""
+    over here, their count carried on (the step must not take another modality's batch). As in
+    a single-modality run, such a batch does not move the recorded position, so a resume after
+    one replays that modality's stream from one batch earlier."""
     skipped = 0
     batch = next(stream)
     while set(batch) <= {"num_skipped"}:
