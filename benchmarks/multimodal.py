@@ -12,7 +12,7 @@ features of the last block, student weights):
   speech-corpus`), train split against the test split, whose speakers are held out;
 - text: the fortunes 4-category quote task (`data.text_fortunes.fortunes_classification`).
 
-    OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python benchmarks/multimodal.py --steps 60 --image-train 5000 --out runs/bench-multimodal
+    OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python benchmarks/multimodal.py --steps 30 --image-train 5000 --out runs/bench-multimodal
 
 Every step is a `data2vec` CLI command (printed, and stored in results.json). `--stages probe`
 (say) reruns only the probes on existing runs.
@@ -107,10 +107,10 @@ def pretrain(out: Path, steps: int, modality: str, decays: str, log: list[str]) 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="runs/bench-multimodal")
-    p.add_argument("--steps", type=int, default=120, help="N: updates per modality (the joint run makes 3N)")
+    p.add_argument("--steps", type=int, default=30, help="N: updates per modality (the joint run makes 3N)")
     p.add_argument("--speech", default="runs/speech", help="the speech corpus folder (data2vec speech-corpus)")
-    p.add_argument("--image-train", type=int, default=10000)
-    p.add_argument("--decays", default="0.9,0.95", help="EMA decay start,end (annealed over each run); the "
+    p.add_argument("--image-train", type=int, default=5000)
+    p.add_argument("--decays", default="0.8,0.9", help="EMA decay start,end (annealed over each run); the "
                    "default leaves about 1%% of the teacher's random init after N updates")
     p.add_argument("--stages", default="pretrain,probe")
     args = p.parse_args()

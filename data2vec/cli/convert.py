@@ -11,6 +11,7 @@ from torch import Tensor
 from data2vec.checkpoints.fairseq_v1 import export_fairseq
 from data2vec.checkpoints.huggingface import export_hf
 from data2vec.checkpoints.load import FORMATS, read_checkpoint, sniff
+from data2vec.checkpoints.multimodal import require_one_modality
 from data2vec.checkpoints.pretrained import MODEL_FILE, read_metadata, save_pretrained
 from data2vec.config import PretrainConfig
 from data2vec.heads.finetuned import HeadConfig
@@ -32,6 +33,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "transformers folder (data2vec 1.0 models; loads with Data2Vec*.from_pretrained)")
     p.add_argument("output", help="folder to write (--to ours / hf), or file (--to fairseq)")
     p.add_argument("--no-teacher", action="store_true", help="leave out the EMA teacher")
+    p.add_argument("--modality", help="write only this modality of a multimodal checkpoint, as a single-modality one "
+                                      "(Meta's and transformers' layouts hold one modality)")
     p.add_argument("--num-heads", type=int, default=None,
                    help="BEiT files only: expected attention heads (checked against the relative-position table)")
     p.add_argument("--drop-k-bias", action="store_true",
@@ -41,7 +44,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     source, ckpt = (args.source, None) if args.source else sniff(args.input)
-    imp = read_checkpoint(args.input, source, num_heads=args.num_heads, ckpt=ckpt)
+    imp = read_checkpoint(args.input, source, num_heads=args.num_heads, ckpt=ckpt, modality=args.modality)
+    if args.target != "ours":
+        require_one_modality(imp.cfg, args.input)
     cfg, student, teacher, head = imp.cfg, imp.student, imp.teacher, imp.head
     if args.no_teacher:
         teacher = None

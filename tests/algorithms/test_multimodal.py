@@ -147,3 +147,22 @@ def test_checkpoint_selection_errors(cfg):
     bad = Imported(cfg, {**model.state_dict(), "modalities.text.extra": torch.zeros(1)}, None)
     with pytest.raises(KeyError, match="unknown key 'modalities.text.extra'"):
         select_modality(bad, "text", "ckpt")
+
+
+def test_pretrain_modality_gives_the_single_modality_baseline():
+    import argparse
+
+    from data2vec.cli.pretrain import resolve_config
+
+    def args(preset, modality, *overrides):
+        return argparse.Namespace(preset=preset, config=None, resume=False, init=None, out="x", modality=modality,
+                                  overrides=list(overrides))
+
+    joint = get_preset("data2vec2_multi_small")
+    one = resolve_config(args("data2vec2_multi_small", "text", "train.max_steps=7"))
+    assert one == dataclasses.replace(modality_config(joint, "text"),
+                                      train=dataclasses.replace(modality_config(joint, "text").train, max_steps=7))
+    with pytest.raises(ValueError, match="not a multimodal config"):
+        resolve_config(args("data2vec2_text_tiny", "text"))
+    with pytest.raises(ValueError, match="no modality 'video'"):
+        resolve_config(args("data2vec2_multi_small", "video"))

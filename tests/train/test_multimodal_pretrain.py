@@ -7,6 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from data2vec.algorithms.multimodal import MultimodalModel
 from data2vec.checkpoints.load import load_model
@@ -15,7 +16,8 @@ from data2vec.config import apply_overrides
 from data2vec.data.text_pretrain import TextDataConfig
 from data2vec.presets import get_preset
 from data2vec.train.checkpoint import load_checkpoint
-from data2vec.train.finetune_run import load_backbone
+from data2vec.recipes import get_recipe
+from data2vec.train.finetune_run import build_run, load_backbone
 from data2vec.train.logging import read_metrics
 from data2vec.train.pretrain import pretrain
 
@@ -89,3 +91,16 @@ def test_verbs_take_one_modality_of_a_joint_checkpoint(cfg, tmp_path, capsys):
     assert pre.model.input.kind == "audio" and any(k.startswith("modality.local_encoder.") for k in state)
     with pytest.raises(ValueError, match="0 modalities of input kind beit; choose one with modality=NAME"):
         load_backbone(str(run), "", "student", "", ("beit",))
+
+    folder = tmp_path / "imgs"  # fine-tuning: the image task takes the image modality
+    rng = np.random.default_rng(0)
+    for cls in ("a", "b"):
+        (folder / cls).mkdir(parents=True)
+        for i in range(6):
+            Image.fromarray(rng.integers(0, 255, (28, 28), dtype=np.uint8)).save(folder / cls / f"{i}.png")
+    ft = apply_overrides(get_recipe("image_tiny"), [f"init={run}", f"data.train={folder}", "data.test=",
+                                                    "data.valid_size=4", "train.device=cpu"])
+    pre, model, _ = build_run(ft)
+    assert pre.model.input.kind == "image"
+    for k, v in model.modality.state_dict().items():
+        assert torch.equal(v, joint.modalities["image"].state_dict()[k]), k

@@ -28,9 +28,10 @@ def test_decay_all_params_puts_biases_norms_and_alibi_scales_in_the_decayed_grou
 
 
 # fairseq: the composite optimizer (weight_decay_scale 0 for biases/norms) only in the 2.0 image
-# and text configs; plain Adam elsewhere decays everything. BEiT skips 1-D parameters.
+# and text configs; plain Adam elsewhere decays everything. BEiT skips 1-D parameters. The joint
+# image + speech + text model follows the two 2.0 modalities that use the composite optimizer.
 EXPECTED = {"data2vec2_audio": True, "data2vec_audio": True, "data2vec_text": True,
-            "data2vec2_image": False, "data2vec2_text": False, "data2vec_image": False}
+            "data2vec2_image": False, "data2vec2_text": False, "data2vec_image": False, "data2vec2_multi": False}
 
 
 @pytest.mark.parametrize("name", list(list_presets()))
