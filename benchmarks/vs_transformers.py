@@ -1,6 +1,6 @@
 """Our encoders against transformers' Data2Vec* models at identical architecture and weights.
 
-    OMP_NUM_THREADS=1 python benchmarks/vs_transformers.py                 # the full Base table
+    OMP_NUM_THREADS=1 python benchmarks/vs_transformers.py --compile       # the full Base table
     OMP_NUM_THREADS=1 python benchmarks/vs_transformers.py --depth 2 --small   # a quick look
 
 For each data2vec 1.0 Base preset (BEiT-B image, RoBERTa-B text, wav2vec2-B audio) our model is
@@ -11,12 +11,19 @@ dropout, layer drop and SpecAugment are off, parameters trainable. Ours and thei
 by step (the order flips every repeat) and each reports the median of `--repeats` steps, in fp32
 and under bf16 autocast. Ratio = transformers' time / ours: above 1 means ours is faster. On a
 shared machine compare the ratios of one run, not seconds across runs.
+
+`--compile` adds a third model to the interleaving: a copy of ours with every Transformer block
+compiled as `train.compile=true` does (`compile_blocks`), against the same eager transformers
+(as a user runs it). Its compile time, its largest difference from eager ours and the graphs
+compiled during the timed steps (0: no recompiles) are reported with it.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
+import os
 import platform
 import statistics
 import sys
@@ -34,6 +41,7 @@ from data2vec.algorithms.data2vec1 import Data2Vec1Model
 from data2vec.checkpoints.huggingface import export_hf
 from data2vec.config import apply_overrides
 from data2vec.presets import get_preset
+from data2vec.train.compilation import compile_blocks
 
 # row name -> (our preset, transformers class, input description)
 ROWS = {
@@ -88,20 +96,17 @@ def build_pair(row: str, args: argparse.Namespace, folder: Path):
     return cfg, ours, theirs
 
 
-def step_fns(ours, theirs, x: torch.Tensor, compile_ours: bool) -> tuple[Callable, Callable]:
-    def run_ours() -> torch.Tensor:
-        return encode_unmasked(ours.modality, ours.encoder, x).x
-
-    def run_theirs() -> torch.Tensor:
-        return theirs(x).last_hidden_state
-
-    fwd_ours = torch.compile(run_ours) if compile_ours else run_ours
-    return fwd_ours, run_theirs
+def forward_fn(model, x: torch.Tensor) -> Callable[[], torch.Tensor]:
+    """The encoder's last hidden state for `x`, ours or transformers'."""
+    if isinstance(model, Data2Vec1Model):
+        return lambda: encode_unmasked(model.modality, model.encoder, x).x
+    return lambda: model(x).last_hidden_state
 
 
-def check_same(f_ours: Callable, f_theirs: Callable) -> float:
-    with torch.no_grad():
-        return (f_ours() - f_theirs()).abs().max().item()
+def max_diff(f_a: Callable, f_b: Callable, bf16: bool = False) -> float:
+    amp = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else nullcontext()
+    with torch.no_grad(), amp:
+        return (f_a().float() - f_b().float()).abs().max().item()
 
 
 def timed_step(model: torch.nn.Module, forward: Callable, bf16: bool) -> float:
@@ -115,27 +120,54 @@ def timed_step(model: torch.nn.Module, forward: Callable, bf16: bool) -> float:
     return time.perf_counter() - t0
 
 
+def compiled_graphs() -> int:
+    """Graphs dynamo has compiled so far in this process."""
+    from torch._dynamo.utils import counters
+
+    return int(counters["stats"]["unique_graphs"])
+
+
 def compare(row: str, args: argparse.Namespace) -> dict[str, object]:
     with tempfile.TemporaryDirectory() as tmp:
         cfg, ours, theirs = build_pair(row, args, Path(tmp))
     x, shape = make_input(row, cfg, args)
-    f_ours, f_theirs = step_fns(ours, theirs, x, args.compile)
+    models = {"ours": ours, "transformers": theirs}
+    if args.compile:
+        models["compiled"] = copy.deepcopy(ours)
+        compile_blocks(models["compiled"])
+    fns = {name: forward_fn(m, x) for name, m in models.items()}
     result = {"row": row, "model": ROWS[row][2], "preset": ROWS[row][0], "input": shape,
-              "depth": cfg.model.encoder.depth, "max_abs_diff": check_same(f_ours, f_theirs),
+              "depth": cfg.model.encoder.depth, "max_abs_diff": max_diff(fns["ours"], fns["transformers"]),
               "attn_implementation": getattr(theirs.config, "_attn_implementation", "?")}
     for precision in args.precisions:
-        bf16 = precision == "bf16"
+        bf16, res = precision == "bf16", {}
+        if args.compile:  # the first step compiles (forward and backward); time it on its own
+            t0 = time.perf_counter()
+            timed_step(models["compiled"], fns["compiled"], bf16)
+            res["compile_s"] = time.perf_counter() - t0
+            res["compiled_max_abs_diff"] = max_diff(fns["compiled"], fns["ours"], bf16)
+            graphs = compiled_graphs()
         for _ in range(args.warmup):
-            timed_step(ours, f_ours, bf16)
-            timed_step(theirs, f_theirs, bf16)
-        t_ours, t_theirs = [], []
+            for name in models:
+                timed_step(models[name], fns[name], bf16)
+        times = {name: [] for name in models}
         for i in range(args.repeats):
-            pair = [(t_ours, ours, f_ours), (t_theirs, theirs, f_theirs)]
-            for times, model, fn in pair if i % 2 == 0 else pair[::-1]:
-                times.append(timed_step(model, fn, bf16))
-        mo, mt = statistics.median(t_ours), statistics.median(t_theirs)
-        result[precision] = {"ours_s": mo, "theirs_s": mt, "ratio": mt / mo, "ours_all": t_ours, "theirs_all": t_theirs}
-        print(f"{row} {precision}: ours {mo:.3f} s, transformers {mt:.3f} s, ratio {mt / mo:.2f}x", file=sys.stderr)
+            order = list(models) if i % 2 == 0 else list(models)[::-1]
+            for name in order:
+                times[name].append(timed_step(models[name], fns[name], bf16))
+        med = {name: statistics.median(t) for name, t in times.items()}
+        res.update(ours_s=med["ours"], theirs_s=med["transformers"], ratio=med["transformers"] / med["ours"],
+                   ours_all=times["ours"], theirs_all=times["transformers"])
+        line = f"{row} {precision}: ours {med['ours']:.3f} s, transformers {med['transformers']:.3f} s, " \
+               f"ratio {res['ratio']:.2f}x"
+        if args.compile:
+            res.update(compiled_s=med["compiled"], compiled_ratio=med["transformers"] / med["compiled"],
+                       compiled_all=times["compiled"], recompiles=compiled_graphs() - graphs)
+            line += f"; ours compiled {med['compiled']:.3f} s, ratio {res['compiled_ratio']:.2f}x " \
+                    f"(compile {res['compile_s']:.0f} s, max diff {res['compiled_max_abs_diff']:.2g}, " \
+                    f"recompiles {res['recompiles']})"
+        result[precision] = res
+        print(line, file=sys.stderr, flush=True)
     return result
 
 
@@ -146,7 +178,10 @@ def profile_ops(row: str, args: argparse.Namespace, top: int = 8) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         cfg, ours, theirs = build_pair(row, args, Path(tmp))
     x, _ = make_input(row, cfg, args)
-    for name, model, fn in zip(("ours", "transformers"), (ours, theirs), step_fns(ours, theirs, x, args.compile)):
+    if args.compile:
+        compile_blocks(ours)
+    for name, model in (("ours", ours), ("transformers", theirs)):
+        fn = forward_fn(model, x)
         for precision in args.precisions:
             timed_step(model, fn, precision == "bf16")
             with profile() as prof:
@@ -155,13 +190,17 @@ def profile_ops(row: str, args: argparse.Namespace, top: int = 8) -> None:
             print(f"{row} {name} {precision}:\n{ops}")
 
 
-def table(results: list[dict], precisions: list[str]) -> str:
-    head = "| model (our preset) | input | " + " | ".join(
-        {"fp32": "fp32", "bf16": "bf16 autocast"}[p] for p in precisions) + " |"
-    lines = [head, "|---|---|" + "---|" * len(precisions)]
+def table(results: list[dict], precisions: list[str], compiled: bool) -> str:
+    names = {"fp32": "fp32", "bf16": "bf16 autocast"}
+    heads = [h for p in precisions for h in ([names[p], f"{names[p]}, ours compiled"] if compiled else [names[p]])]
+    lines = ["| model (our preset) | input | " + " | ".join(heads) + " |", "|---|---|" + "---|" * len(heads)]
     for r in results:
-        cells = [f"{r[p]['ratio']:.2f}x (ours {r[p]['ours_s']:.2f} s, theirs {r[p]['theirs_s']:.2f} s)"
-                 for p in precisions]
+        cells = []
+        for p in precisions:
+            c = r[p]
+            cells.append(f"{c['ratio']:.2f}x (ours {c['ours_s']:.2f} s, theirs {c['theirs_s']:.2f} s)")
+            if compiled:
+                cells.append(f"{c['compiled_ratio']:.2f}x (ours {c['compiled_s']:.2f} s; compile {c['compile_s']:.0f} s)")
         lines.append(f"| {r['model']}, `{r['preset']}` | {r['input']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -177,7 +216,7 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--depth", type=int, default=0, help="encoder blocks (0: the preset's)")
     p.add_argument("--small", action="store_true", help="112 px images (quick looks while iterating)")
-    p.add_argument("--compile", action="store_true", help="torch.compile our forward")
+    p.add_argument("--compile", action="store_true", help="also time ours with compiled blocks (train.compile=true)")
     p.add_argument("--json", type=Path, help="also write the results here")
     p.add_argument("--profile", action="store_true", help="instead of timing, print each model's top operators")
     args = p.parse_args()
@@ -190,15 +229,19 @@ def main() -> None:
         for row in args.rows.split(","):
             profile_ops(row, args)
         return
-    t0 = time.perf_counter()
-    results = [compare(row, args) for row in args.rows.split(",")]
-    print(table(results, args.precisions))
+    t0, load = time.perf_counter(), [os.getloadavg()[0]]
+    results = []
+    for row in args.rows.split(","):
+        results.append(compare(row, args))
+        load.append(os.getloadavg()[0])
+        if args.json:  # after every row, so that a long run that is stopped keeps what it measured
+            args.json.write_text(json.dumps({"machine": info, "load": load, "results": results}, indent=1))
+    print(table(results, args.precisions, args.compile))
     print(f"\nCPU: {info['cpu']}; flags: {' '.join(info['flags']) or 'none of ' + ', '.join(CPU_FLAGS)}; "
           f"torch capability {info['torch_capability']}; {info['threads']} thread(s); torch {info['torch']}, "
           f"transformers {info['transformers']}; median of {args.repeats}; "
-          f"{time.perf_counter() - t0:.0f} s in all")
-    if args.json:
-        args.json.write_text(json.dumps({"machine": info, "results": results}, indent=1))
+          f"{time.perf_counter() - t0:.0f} s in all; 1-minute load average at the start and after each row: "
+          f"{', '.join(f'{v:.1f}' for v in load)}")
 
 
 if __name__ == "__main__":

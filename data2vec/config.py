@@ -163,7 +163,7 @@ class TrainConfig:
     batch_size: int = 16
     micro_batch: int = 0  # samples per rank per forward pass; 0: batch_size / world size (no accumulation)
     parallel: str = "ddp"  # under torchrun: "ddp" (replicas) or "fsdp" (FSDP2 sharding)
-    compile: bool = False  # torch.compile the student and the teacher
+    compile: bool | str = False  # torch.compile the blocks of student and teacher: true, false or "auto"
     clip_norm: float = 4.0  # 0 disables
     bf16: bool | str = "auto"  # bf16 autocast: true, false, or "auto" (CUDA, or a CPU with native BF16)
     seed: int = 1
@@ -176,6 +176,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.bf16 not in (True, False, "auto"):
             raise ConfigError(f"train.bf16={self.bf16!r}: expected true, false or auto")
+        if self.compile not in (True, False, "auto"):
+            raise ConfigError(f"train.compile={self.compile!r}: expected true, false or auto")
         if self.num_workers != "auto" and not (isinstance(self.num_workers, int) and self.num_workers >= 0):
             raise ConfigError(f"train.num_workers={self.num_workers!r}: expected a count >= 0 or auto")
 

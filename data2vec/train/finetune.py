@@ -32,6 +32,7 @@ from data2vec.train import distributed
 from data2vec.train.checkpoint import (
     FINETUNE_RUN_FORMAT, load_checkpoint, load_train_checkpoint, rng_state, save_atomic, set_rng_state,
 )
+from data2vec.train.compilation import choose_compile, compile_blocks
 from data2vec.train.finetune_config import LOWER_IS_BETTER, SCHEDULES, FinetuneConfig, FinetuneTrainConfig
 from data2vec.train.logging import MetricLogger, truncate_metrics
 from data2vec.train.optim import no_weight_decay
@@ -149,6 +150,8 @@ class Finetuner:
         self.device = resolve_device(tc.device)
         self.bf16 = choose_bf16(tc.bf16, self.device)
         self.model.to(self.device)
+        if choose_compile(tc.compile, self.device, self.bf16):
+            compile_blocks(self.model)
         self.trainable = {n for n, p in model.named_parameters() if p.requires_grad}
         self.optimizer = torch.optim.AdamW(finetune_param_groups(model, tc.weight_decay, tc.layer_decay),
                                            lr=tc.lr, betas=tc.betas, eps=tc.eps)

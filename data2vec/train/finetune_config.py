@@ -61,6 +61,7 @@ class FinetuneTrainConfig:
     label_smoothing: float = 0.0
     freeze_backbone_steps: int = 0  # only the head trains for these first updates
     bf16: bool | str = "auto"  # true | false | auto: bf16 autocast where the hardware has it
+    compile: bool | str = False  # true | false | auto: torch.compile the Transformer blocks
     seed: int = 1
     device: str = "auto"
     log_every: int = 10

@@ -23,6 +23,7 @@ from data2vec.train import distributed
 from data2vec.train.checkpoint import (
     load_checkpoint, load_train_checkpoint, previous_path, rng_state, save_atomic, set_rng_state,
 )
+from data2vec.train.compilation import choose_compile, compile_blocks
 from data2vec.train.data import PretrainData, SkipCounter, build_pretrain_data
 from data2vec.train.logging import MetricLogger, truncate_metrics
 from data2vec.train.optim import build_optimizer
@@ -86,20 +87,6 @@ def _accelerate(device: torch.device) -> None:
         torch.backends.cudnn.allow_tf32 = True
 
 
-def _compile_blocks(*modules: torch.nn.Module) -> None:
-    """torch.compile every Transformer block, in place (names and state dicts unchanged).
-
-    The blocks hold nearly all of the compute and see few distinct shapes; the masking and
-    target code around them is data-dependent and would only break the graph.
-    """
-    from data2vec.nn.block import Block
-
-    for module in modules:
-        for sub in module.modules():
-            if isinstance(sub, Block):
-                sub.compile()
-
-
 class Trainer:
     """Holds model, teacher, optimizer and data for one run; `train()` runs the loop.
 
@@ -143,8 +130,8 @@ class Trainer:
                                               find_unused=cfg.model.encoder.layer_drop > 0
                                               or getattr(self.model, "unused_parameters_per_step", False))
         self.optimizer = build_optimizer(self.model, tc)
-        if tc.compile:
-            _compile_blocks(self.model, self.teacher.module)
+        if choose_compile(tc.compile, self.device, self.bf16):
+            compile_blocks(self.model, self.teacher.module)
         self.state = RunState(world_size=W, micro_batch=tc.micro_batch)
         self.skips = SkipCounter("samples")
         self._local_skipped = self._local_samples = 0
