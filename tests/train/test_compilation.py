@@ -20,8 +20,9 @@ def test_auto_compiles_under_bf16_where_a_compiler_exists(monkeypatch, compiler)
     monkeypatch.setattr(compilation, "has_compiler", lambda device: compiler)
     assert resolve_compile("auto", CPU, bf16=True)[0] is compiler
     assert resolve_compile("auto", CUDA, bf16=False)[0] is compiler
-    assert resolve_compile("auto", CPU, bf16=False) == (
-        False, "train.compile=auto; fp32 on CPU (the compiled blocks are not faster there)") if compiler else True
+    # fp32 on a CPU stays eager either way (measured: compiled blocks are not faster there).
+    on, why = resolve_compile("auto", CPU, bf16=False)
+    assert not on and ("fp32 on CPU" in why) is compiler
     # Explicit settings win over the machine.
     assert resolve_compile(True, CPU, bf16=False)[0] is True and resolve_compile(False, CUDA, bf16=True)[0] is False
 
