@@ -103,10 +103,12 @@ def forward_fn(model, x: torch.Tensor) -> Callable[[], torch.Tensor]:
     return lambda: model(x).last_hidden_state
 
 
-def max_diff(f_a: Callable, f_b: Callable, bf16: bool = False) -> float:
+def max_diff(f_a: Callable, f_b: Callable, bf16: bool = False, grad: bool = False) -> float:
+    """Largest output difference. `grad`: with autograd on, as in the timed steps (a compiled
+    model then reuses its training graph instead of compiling an inference one)."""
     amp = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else nullcontext()
-    with torch.no_grad(), amp:
-        return (f_a().float() - f_b().float()).abs().max().item()
+    with torch.set_grad_enabled(grad), amp:
+        return (f_a().detach().float() - f_b().detach().float()).abs().max().item()
 
 
 def timed_step(model: torch.nn.Module, forward: Callable, bf16: bool) -> float:
@@ -133,6 +135,9 @@ def compare(row: str, args: argparse.Namespace) -> dict[str, object]:
     x, shape = make_input(row, cfg, args)
     models = {"ours": ours, "transformers": theirs}
     if args.compile:
+        # Every row's blocks share one code object; dynamo keeps at most `recompile_limit` (8)
+        # graphs for it and runs the rest eager, so each row starts from an empty cache.
+        torch._dynamo.reset()
         models["compiled"] = copy.deepcopy(ours)
         compile_blocks(models["compiled"])
     fns = {name: forward_fn(m, x) for name, m in models.items()}
@@ -145,7 +150,7 @@ def compare(row: str, args: argparse.Namespace) -> dict[str, object]:
             t0 = time.perf_counter()
             timed_step(models["compiled"], fns["compiled"], bf16)
             res["compile_s"] = time.perf_counter() - t0
-            res["compiled_max_abs_diff"] = max_diff(fns["compiled"], fns["ours"], bf16)
+            res["compiled_max_abs_diff"] = max_diff(fns["compiled"], fns["ours"], bf16, grad=True)
             graphs = compiled_graphs()
         for _ in range(args.warmup):
             for name in models:
