@@ -5,7 +5,7 @@ PY := .venv/bin/python
 STAMP := .venv/.installed
 
 .PHONY: setup demo test test-slow test-all bench-image bench-speech bench-text bench-versions bench-lowlabel \
-	bench-vs-transformers bench-profile bench-loader clean
+	bench-vs-transformers bench-profile bench-loader bench-multimodal clean
 
 $(STAMP): pyproject.toml scripts/setup.sh
 	bash scripts/setup.sh
@@ -35,6 +35,10 @@ bench-speech: $(STAMP)
 
 bench-text: $(STAMP)
 	OMP_NUM_THREADS=1 $(PY) benchmarks/text.py --out runs/bench-text
+
+# Needs the speech corpus: .venv/bin/python -m data2vec speech-corpus --out runs/speech --num 1500 --seed 0
+bench-multimodal: $(STAMP)
+	OMP_NUM_THREADS=1 $(PY) benchmarks/multimodal.py --steps 30 --out runs/bench-multimodal
 
 bench-versions: $(STAMP)
 	OMP_NUM_THREADS=1 $(PY) benchmarks/versions.py --minutes 8 --probes 4 --probe-train 10000 --out runs/versions
