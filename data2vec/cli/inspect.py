@@ -8,6 +8,7 @@ from typing import Any
 
 from torch import Tensor
 
+from data2vec.algorithms.multimodal import is_multimodal, modality_names
 from data2vec.checkpoints.fairseq import detect_modality, stored_model_cfg
 from data2vec.checkpoints.load import FORMATS, read_checkpoint, sniff
 from data2vec.checkpoints.pretrained import MODEL_FILE, count_parameters, read_head, read_metadata, read_pretrained
@@ -54,6 +55,13 @@ def _sizes(student: dict[str, Tensor], teacher: Any) -> dict[str, str]:
     }
 
 
+def _modality(cfg: Any) -> str:
+    """The input kind; a multimodal model with its modalities."""
+    if is_multimodal(cfg.model):
+        return f"multi ({', '.join(modality_names(cfg.model))})"
+    return cfg.model.input.kind
+
+
 def _head(head: Any) -> str:
     return f"{head.kind}, {head.num_outputs} outputs" if head is not None else "none (pretraining checkpoint)"
 
@@ -62,7 +70,8 @@ def _ours(path: Path) -> dict[str, str]:
     cfg, student, teacher = read_pretrained(path)
     kind, meta = cfg.model.input.kind, read_metadata(path / MODEL_FILE)
     enc, head = cfg.model.encoder, read_head(path)
-    info = {"type": "data2vec checkpoint folder (safetensors)" + (", fine-tuned" if head else ""), "modality": kind,
+    info = {"type": "data2vec checkpoint folder (safetensors)" + (", fine-tuned" if head else ""),
+            "modality": _modality(cfg),
             "version": f"data2vec {cfg.model.version}.0",
             "architecture": f"dim {enc.dim}, {enc.depth} shared blocks, {enc.num_heads} heads",
             "fine-tuned head": _head(head)}
@@ -84,7 +93,7 @@ def _is_d2v2(ckpt: Any) -> bool:
 def _imported(imp: Any) -> dict[str, str]:
     """Summary of an `Imported` checkpoint (runs, fairseq 1.0, BEiT, fine-tuned, transformers)."""
     kind, enc = imp.cfg.model.input.kind, imp.cfg.model.encoder
-    info = {"type": imp.source, "modality": kind, "version": f"data2vec {imp.cfg.model.version}.0",
+    info = {"type": imp.source, "modality": _modality(imp.cfg), "version": f"data2vec {imp.cfg.model.version}.0",
             "architecture": f"dim {enc.dim}, {enc.depth} blocks, {enc.num_heads} heads",
             "fine-tuned head": _head(imp.head)}
     info.update(_sizes(imp.student, imp.teacher))

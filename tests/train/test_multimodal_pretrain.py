@@ -87,6 +87,13 @@ def test_verbs_take_one_modality_of_a_joint_checkpoint(cfg, tmp_path, capsys):
     assert cli(["embed", str(run), str(texts), "--modality", "video", "--out", str(out)]) != 0
     assert "has no modality 'video'; it has image, audio, text" in capsys.readouterr().err
 
+    assert cli(["inspect", str(run)]) == 0
+    assert "multi (image, audio, text)" in capsys.readouterr().out
+    assert cli(["convert", str(run), str(tmp_path / "a.pt"), "--to", "fairseq"]) != 0
+    assert "choose one with --modality" in capsys.readouterr().err
+    assert cli(["convert", str(run), str(tmp_path / "a.pt"), "--to", "fairseq", "--modality", "audio"]) == 0
+    assert load_model(tmp_path / "a.pt").cfg.model.input.kind == "audio"
+
     pre, state = load_backbone(str(run), "", "student", "", ("audio",))  # fine-tuning picks the task's modality
     assert pre.model.input.kind == "audio" and any(k.startswith("modality.local_encoder.") for k in state)
     with pytest.raises(ValueError, match="0 modalities of input kind beit; choose one with modality=NAME"):
