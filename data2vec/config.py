@@ -1,9 +1,12 @@
 """Frozen dataclass configs, (de)serialization and type-checked dotted overrides.
 
 A run is described by one `PretrainConfig` = model + data + train. Modality-specific parts
-(`model.input`, `data`) are "kinded" configs: each class has a `kind` field and is registered
-with `@register_kind`, so adding a modality adds a class in its own module and never edits
-this file.
+(`model.input`, `data`, fine-tuning `data`) are "kinded" configs: each class has a `kind` field
+and is registered with `@register_kind`, so adding a modality adds a class in its own module
+and never edits this file. The package finds every modality itself (`data2vec.modalities`).
+
+String choices are `Literal` types; `check_choices` validates them, and `from_dict`,
+`apply_overrides` and the model builders call it, so no other code re-checks a choice.
 """
 
 from __future__ import annotations
@@ -14,20 +17,30 @@ import math
 import types
 import typing
 from dataclasses import dataclass, field
-from typing import Any, Optional, Union
+from typing import Any, Literal, Optional, Union
 
-_KINDS: dict[tuple[str, str], type] = {}  # (base class name, kind) -> class
+_KINDS: dict[tuple[type, str], type] = {}  # (kinded base class, kind) -> class
+
+
+def kinded_base(cls: type) -> type:
+    """The base of a kinded config class: the class in its MRO that declares `kind = ""`."""
+    for base in cls.__mro__:
+        fields = getattr(base, "__dataclass_fields__", {})
+        if "kind" in fields and fields["kind"].default == "":
+            return base
+    raise TypeError(f"{cls.__name__} has no kinded base (a dataclass with `kind: str = \"\"`)")
 
 
 def register_kind(cls: type) -> type:
     """Class decorator: make a kinded config constructible from a dict by its `kind`.
 
-    Kinds are unique per base class (InputConfig, DataConfig), so "image" can name both.
+    Kinds are unique per base class (InputConfig, DataConfig, LabeledDataConfig), so "image"
+    can name one of each.
     """
     kind = cls.__dataclass_fields__["kind"].default
-    key = (cls.__mro__[1].__name__, kind)
-    if key in _KINDS and _KINDS[key] is not cls:
-        raise ValueError(f"config kind {kind!r} of {key[0]} registered twice")
+    key = (kinded_base(cls), kind)
+    if key in _KINDS and _KINDS[key].__qualname__ != cls.__qualname__:
+        raise ValueError(f"config kind {kind!r} of {key[0].__name__} registered twice")
     _KINDS[key] = cls
     return cls
 
@@ -79,7 +92,7 @@ class TargetConfig:
     """How teacher layers become regression targets (reference sections 1.5, 2.3)."""
 
     top_k: int = 8
-    layer: str = "ffn"  # "ffn": FFN output before the last residual; "block": end-of-block (1.0 vision)
+    layer: Literal["ffn", "block"] = "ffn"  # "ffn": FFN output before the last residual; "block": end-of-block (1.0 vision)
     instance_norm_layers: bool = True
     layer_norm_layers: bool = False
     layer_norm_final: bool = False
@@ -107,7 +120,7 @@ class TeacherConfig:
     decay: float = 0.999
     end_decay: float = 0.9999
     anneal_steps: int = 30_000
-    scope: str = "all"
+    scope: Literal["all", "context", "blocks"] = "all"
     copied: tuple[str, ...] = ()
 
 
@@ -145,6 +158,13 @@ class DataConfig:
 
 
 @dataclass(frozen=True)
+class LabeledDataConfig:
+    """Base of the fine-tuning data configs; each task's data module registers its kind."""
+
+    kind: str = ""
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     lr: float = 1e-3
     min_lr: float = 0.0
@@ -155,30 +175,26 @@ class TrainConfig:
     # norms and ALiBi scales get none (fairseq's composite optimizer for 2.0 image/text; BEiT).
     decay_all_params: bool = False
     warmup_steps: int = 0
-    schedule: str = "cosine"  # "cosine" to min_lr, or fairseq "tri_stage" (warm-up, hold, decay to min_lr)
+    schedule: Literal["cosine", "tri_stage"] = "cosine"  # "cosine" to min_lr, or fairseq "tri_stage" (warm-up, hold, decay to min_lr)
     hold_steps: int = 0  # tri_stage: steps at the peak lr after warm-up
     max_steps: int = 1000
     # The global batch: samples per optimizer step over all ranks, before the M masked copies
     # (length-bucketed audio: the most utterances in one bucket; see data.buckets_per_step).
     batch_size: int = 16
     micro_batch: int = 0  # samples per rank per forward pass; 0: batch_size / world size (no accumulation)
-    parallel: str = "ddp"  # under torchrun: "ddp" (replicas) or "fsdp" (FSDP2 sharding)
-    compile: bool | str = False  # torch.compile the blocks of student and teacher: true, false or "auto"
+    parallel: Literal["ddp", "fsdp"] = "ddp"  # under torchrun: "ddp" (replicas) or "fsdp" (FSDP2 sharding)
+    compile: bool | Literal["auto"] = False  # torch.compile the blocks of student and teacher: true, false or "auto"
     clip_norm: float = 4.0  # 0 disables
-    bf16: bool | str = "auto"  # bf16 autocast: true, false, or "auto" (CUDA, or a CPU with native BF16)
+    bf16: bool | Literal["auto"] = "auto"  # bf16 autocast: true, false, or "auto" (CUDA, or a CPU with native BF16)
     seed: int = 1
     device: str = "auto"
-    num_workers: int | str = "auto"  # data loader processes; "auto": from the CPUs this process may use
+    num_workers: int | Literal["auto"] = "auto"  # data loader processes; "auto": from the CPUs this process may use
     log_every: int = 10
     ckpt_every: int = 500
     time_limit_min: float = 0.0  # 0: no limit; else stop (and save) after this many minutes
 
     def __post_init__(self) -> None:
-        if self.bf16 not in (True, False, "auto"):
-            raise ConfigError(f"train.bf16={self.bf16!r}: expected true, false or auto")
-        if self.compile not in (True, False, "auto"):
-            raise ConfigError(f"train.compile={self.compile!r}: expected true, false or auto")
-        if self.num_workers != "auto" and not (isinstance(self.num_workers, int) and self.num_workers >= 0):
+        if isinstance(self.num_workers, int) and self.num_workers < 0:
             raise ConfigError(f"train.num_workers={self.num_workers!r}: expected a count >= 0 or auto")
 
 
@@ -212,13 +228,13 @@ def from_dict(cls: type, data: dict[str, Any], path: str = "") -> Any:
     if not isinstance(data, dict):
         raise ConfigError(f"{path or cls.__name__}: expected a mapping, got {type(data).__name__}")
     if "kind" in cls.__dataclass_fields__ and data.get("kind"):
-        base = cls.__name__ if (cls.__name__, "") not in _KINDS and cls.__mro__[1] is object else cls.__mro__[1].__name__
+        base = kinded_base(cls)
         key = (base, data["kind"])
         if key not in _KINDS:
             _import_builtin_kinds()
         if key not in _KINDS:
-            known = sorted(k for b, k in _KINDS if b == base)
-            raise ConfigError(f"{path or 'config'}.kind: unknown {base} kind {data['kind']!r}; known: {known}")
+            known = sorted(k for b, k in _KINDS if b is base)
+            raise ConfigError(f"{path or 'config'}.kind: unknown {base.__name__} kind {data['kind']!r}; known: {known}")
         cls = _KINDS[key]
     if cls is TrainConfig and "grad_accum" in data:
         data = _legacy_accumulation(data)
@@ -234,14 +250,45 @@ def from_dict(cls: type, data: dict[str, Any], path: str = "") -> Any:
 
 
 def _import_builtin_kinds() -> None:
-    """Kinded configs register on import; the presets import every built-in modality."""
-    from data2vec.presets import list_presets
+    """Kinded configs register on import; the modality registry imports every modality and
+    the modules that hold its data and fine-tuning kinds."""
+    from data2vec.modalities.registry import load_everything
 
-    list_presets()
+    load_everything()
+
+
+def _check_choice(choices: tuple[Any, ...], value: Any, path: str) -> Any:
+    # `type(value) is type(c)`: True must not pass for 1, nor 1 for True.
+    if any(value == c and type(value) is type(c) for c in choices):
+        return value
+    raise ConfigError(f"{path}={value!r}: expected one of {', '.join(map(repr, choices))}")
+
+
+def _union_text(inner: list[Any]) -> str:
+    """"true, false or 'auto'" for bool | Literal["auto"]."""
+    parts = [p for a in inner for p in (map(repr, typing.get_args(a)) if typing.get_origin(a) is Literal
+                                        else ("true", "false") if a is bool else (a.__name__,))]
+    return ", ".join(parts[:-1]) + " or " + parts[-1]
+
+
+def check_choices(cfg: Any, path: str = "") -> Any:
+    """Check every field of config `cfg` (recursively) against its type, `Literal` choices
+    included, as `from_dict` does; return `cfg` or raise ConfigError naming the field. For
+    configs built in Python (presets, tests), which never went through `from_dict`."""
+    hints = typing.get_type_hints(type(cfg))
+    for f in dataclasses.fields(cfg):
+        value, where = getattr(cfg, f.name), f"{path}.{f.name}" if path else f.name
+        if dataclasses.is_dataclass(value):
+            check_choices(value, where)
+        else:
+            _convert(hints[f.name], list(value) if isinstance(value, tuple) else value, where)
+    return cfg
 
 
 def _convert(tp: Any, value: Any, path: str) -> Any:
     origin = typing.get_origin(tp)
+    if origin is Literal:
+        return _check_choice(typing.get_args(tp), value, path)
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise ConfigError(f"{path}: expected a mapping, got {value!r}")
@@ -251,10 +298,12 @@ def _convert(tp: Any, value: Any, path: str) -> Any:
         if value is None and type(None) in args:
             return None
         inner = [a for a in args if a is not type(None)]
-        if len(inner) > 1:  # e.g. bool | str: the value must be one of the plain types
+        if len(inner) > 1:  # e.g. int | Literal["auto"]: one of the plain types, or one of the choices
             if any(type(value) is a for a in inner):
                 return value
-            raise ConfigError(f"{path}: expected {' or '.join(a.__name__ for a in inner)}, got {value!r}")
+            if any(typing.get_origin(a) is Literal and value in typing.get_args(a) for a in inner):
+                return value
+            raise ConfigError(f"{path}={value!r}: expected {_union_text(inner)}")
         return _convert(inner[0], value, path)
     if origin is tuple:
         args = typing.get_args(tp)
@@ -276,19 +325,21 @@ def _convert(tp: Any, value: Any, path: str) -> Any:
 
 # --------------------------------------------------------------------------- overrides
 def parse_value(tp: Any, text: str, path: str) -> Any:
-    """Parse override text `text` as type `tp` (int, float, bool, str, Optional, tuples)."""
+    """Parse override text `text` as type `tp` (int, float, bool, str, Literal, Optional, tuples)."""
     origin = typing.get_origin(tp)
+    if origin is Literal:
+        return _check_choice(typing.get_args(tp), text, path)
     if origin in (Union, types.UnionType):
         args = typing.get_args(tp)
         if text.lower() in ("none", "null") and type(None) in args:
             return None
         inner = [a for a in args if a is not type(None)]
-        for alt in inner[:-1]:  # the first alternative that parses, e.g. bool before str
+        for alt in inner:  # the first alternative that parses, e.g. bool before str
             try:
                 return parse_value(alt, text, path)
-            except ConfigError:
-                pass
-        return parse_value(inner[-1], text, path)
+            except ConfigError as e:
+                error = e
+        raise error if len(inner) == 1 else ConfigError(f"{path}={text!r}: expected {_union_text(inner)}")
     if origin is tuple:
         parts = [p for p in text.strip("()[] ").split(",") if p.strip()]
         args = typing.get_args(tp)

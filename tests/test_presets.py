@@ -1,10 +1,12 @@
-"""Contract tests over every preset: build, forward, backward, teacher update, state round trip."""
+"""Contract tests over every preset: build, forward, backward, teacher update, state round trip;
+every registered modality has presets, and its encoder keeps the `Modality` contract."""
 
 import pytest
 import torch
 
-from data2vec.config import apply_overrides
+from data2vec.config import PretrainConfig, apply_overrides, check_choices, from_dict, to_dict
 from data2vec.data.synthetic import synthetic_batch
+from data2vec.modalities import Modality, specs
 from data2vec.presets import get_preset, list_presets, tiny_overrides
 from data2vec.data.multimodal import synthetic_batches
 from data2vec.models import build_model, input_key
@@ -48,7 +50,22 @@ def _step(cfg):
 @pytest.mark.parametrize("name", list(list_presets()))
 def test_every_preset_at_tiny_size(name):
     cfg = get_preset(name)
-    _step(apply_overrides(cfg, tiny_overrides(cfg.model.input.kind, cfg.model.version)))
+    assert check_choices(cfg) is cfg and from_dict(PretrainConfig, to_dict(cfg)) == cfg
+    tiny = apply_overrides(cfg, tiny_overrides(cfg.model.input.kind, cfg.model.version))
+    model = build_model(tiny.model)
+    encoders = model.modalities.values() if cfg.model.input.kind == "multi" else [model.modality]
+    assert all(isinstance(m, Modality) for m in encoders)
+    _step(tiny)
+
+
+def test_every_registered_modality_has_presets_at_every_version_it_shrinks():
+    """Presets of each kind and version exist exactly where the modality registers tiny settings,
+    so the test above covers every modality (image, BEiT, audio, text, time series, ...) and the
+    joint multimodal model."""
+    have = {(get_preset(n).model.input.kind, get_preset(n).model.version) for n in list_presets()}
+    registered = {(kind, v) for kind, spec in specs().items() for v in spec.tiny_overrides}
+    assert have == registered
+    assert {"image", "beit", "audio", "text", "multi"} <= set(specs())
 
 
 def test_image_base_full_size_builds_and_runs_a_step():

@@ -7,37 +7,34 @@ import dataclasses
 import pytest
 import torch
 
-from data2vec.config import apply_overrides, from_dict, to_dict
+from data2vec.config import LabeledDataConfig, apply_overrides, from_dict, to_dict
 from data2vec.data.synthetic import synthetic_batch
-from data2vec.heads.finetuned import HeadConfig
+from data2vec.heads.finetuned import HEAD_KINDS, HeadConfig
+from data2vec.modalities.registry import task_spec, tasks
 from data2vec.models import build_finetuned
 from data2vec.presets import get_preset, tiny_overrides
-from data2vec.recipes import DEFAULTS, get_recipe, list_recipes
+from data2vec.recipes import default_recipe, get_recipe, list_recipes
 from data2vec.train.finetune import finetune_lr, finetune_param_groups
-from data2vec.train.finetune_config import TASKS, FinetuneConfig
-from data2vec.train.finetune_run import INPUT_KINDS, feature_mask, finetune_model_config
+from data2vec.train.finetune_config import FinetuneConfig
+from data2vec.train.finetune_run import feature_mask, finetune_model_config, input_kinds, task_class
 from data2vec.train.precision import autocast, resolve_bf16
 from data2vec.train.step import backward, clip_and_step, set_lr
-
-DATA_KINDS = {"image-classification": "image", "ctc": "audio", "audio-classification": "audio", "sentence": "text",
-              "token": "text"}
-HEADS = {"image-classification": "image_classification", "ctc": "ctc", "audio-classification": "audio_classification",
-         "sentence": "sequence_classification", "token": "token_classification"}
 
 
 @pytest.mark.parametrize("name", list(list_recipes()))
 def test_every_recipe_at_tiny_size(name):
     cfg = get_recipe(name)
-    assert cfg.task in TASKS and cfg.data.kind == DATA_KINDS[cfg.task]
+    assert cfg.task in tasks() and isinstance(cfg.data, LabeledDataConfig) and cfg.data.kind
+    assert callable(task_class(cfg.task))
     assert from_dict(FinetuneConfig, to_dict(cfg)) == cfg
     pre = get_preset(cfg.preset)
-    assert pre.model.input.kind in INPUT_KINDS[cfg.task]
+    assert pre.model.input.kind in input_kinds(cfg.task)
     tc = cfg.train
     assert tc.max_steps > 0 or tc.epochs > 0
     total = tc.max_steps or 10 * tc.epochs
     assert all(finetune_lr(s, tc, total) >= 0 for s in (0, total // 2, total))
     tiny = apply_overrides(pre, tiny_overrides(pre.model.input.kind, pre.model.version))
-    head = HeadConfig(HEADS[cfg.task], 1 if getattr(cfg.data, "regression", False) else 3,
+    head = HeadConfig(task_spec(cfg.task).head, 1 if getattr(cfg.data, "regression", False) else 3,
                       final_norm=cfg.model.pooling == "cls", pooling=cfg.model.pooling, dropout=cfg.model.head_dropout)
     model = build_finetuned(finetune_model_config(tiny.model, cfg.model), head, None,
                             cfg.model.freeze_feature_extractor, feature_mask(cfg.model)).train()
@@ -56,10 +53,10 @@ def test_every_recipe_at_tiny_size(name):
         assert not any(p.requires_grad for p in model.modality.local_encoder.parameters())
 
 
-def test_every_task_has_a_small_default_recipe():
-    assert set(DEFAULTS) == set(TASKS)
-    for task, name in DEFAULTS.items():
-        assert get_recipe(name).task == task
+def test_every_task_has_a_small_default_recipe_and_a_known_head():
+    for task, spec in tasks().items():
+        assert get_recipe(default_recipe(task)).task == task
+        assert spec.head in HEAD_KINDS
 
 
 def test_meta_values_in_the_named_recipes():

@@ -14,10 +14,6 @@ from data2vec.algorithms.targets import make_targets
 from data2vec.config import ModelConfig
 from data2vec.nn.encoder import EncoderOutput
 
-TEACHER_SCOPES = ("all", "context", "blocks")
-TARGET_LAYERS = ("ffn", "block")
-
-
 @dataclass
 class PretrainOutput:
     """loss: scalar to backpropagate; logs: detached 0-dim tensors (loss parts, collapse
@@ -29,14 +25,6 @@ class PretrainOutput:
 
 class RepresentationCollapse(RuntimeError):
     """Raised by the collapse guard when target or prediction std falls below its threshold."""
-
-
-def check_model_config(cfg: ModelConfig) -> None:
-    """Errors that name the field for choices both versions share."""
-    if cfg.teacher.scope not in TEACHER_SCOPES:
-        raise ValueError(f"model.teacher.scope={cfg.teacher.scope!r}; expected one of {TEACHER_SCOPES}")
-    if cfg.targets.layer not in TARGET_LAYERS:
-        raise ValueError(f"model.targets.layer={cfg.targets.layer!r}; expected one of {TARGET_LAYERS}")
 
 
 def init_bert_params(module: nn.Module) -> None:
@@ -99,7 +87,7 @@ def _teacher_targets_fp32(
         ctx = t["modality"].contextualize(feats, padding_mask, None)
     else:
         ctx = modality.contextualize(feats, padding_mask, None)
-    out = t["encoder"](ctx.x, ctx.padding_mask, ctx.attn_bias)
+    out = t["encoder"](ctx.x, ctx.padding_mask, ctx.attn_bias, ctx.block_bias)
     E = modality.num_extra_tokens
     layers = out.layer_results if cfg.targets.layer == "ffn" else out.block_outputs
     return make_targets([h[:, E:] for h in layers], cfg.targets, padding_mask)
@@ -128,4 +116,4 @@ def encode_unmasked(modality: nn.Module, encoder: nn.Module, inputs: Tensor,
     """Encode every token (no masking). Returns outputs with extra tokens kept at the front."""
     feats, pad = modality.local_features(inputs, padding_mask)
     ctx = modality.contextualize(feats, pad, None)
-    return encoder(ctx.x, ctx.padding_mask, ctx.attn_bias)
+    return encoder(ctx.x, ctx.padding_mask, ctx.attn_bias, ctx.block_bias)

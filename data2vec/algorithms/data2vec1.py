@@ -11,22 +11,20 @@ the EMA schedule and which parts the teacher averages, shares or copies (`teache
 
 from __future__ import annotations
 
-import math
 from typing import Optional
 
 import torch
 from torch import Tensor, nn
 
 from data2vec.algorithms.common import (
-    PretrainOutput, check_collapse, check_model_config, encode_unmasked, init_bert_params, make_teacher,
+    PretrainOutput, check_collapse, encode_unmasked, init_bert_params, make_teacher,
     teacher_targets,
 )
 from data2vec.algorithms.ema import EMATeacher
 from data2vec.algorithms.losses import feature_std, regression_loss
-from data2vec.config import ModelConfig
+from data2vec.config import ModelConfig, check_choices
 from data2vec.decoders.conv import projection
-from data2vec.modalities.base import build_modality
-from data2vec.modalities.beit import beit_trunc_normal_, init_beit_params
+from data2vec.modalities.registry import build_modality
 from data2vec.nn.encoder import EncoderOutput, TransformerEncoder
 
 
@@ -34,12 +32,13 @@ class Data2Vec1Model(nn.Module):
     """Student = modality encoder + shared Transformer + regression head (`head`).
 
     `mask_emb` (D,) replaces masked local features (speech `mask_emb`, BEiT `mask_token`); a
-    modality with `masks_input_tokens` (text) corrupts ids instead and has no `mask_emb`.
+    modality that corrupts its ids instead (text: `<mask>`) has none. The modality initialises
+    it (`Modality.init_v1`) and hides masked positions (`Modality.v1_student_input`).
     """
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
-        check_model_config(cfg)
+        check_choices(cfg, "model")
         if cfg.clone_batch != 1:
             raise ValueError(f"model.clone_batch={cfg.clone_batch}: data2vec 1.0 uses one mask per sample")
         if cfg.loss.cls_weight > 0:
@@ -50,15 +49,7 @@ class Data2Vec1Model(nn.Module):
         self.encoder = TransformerEncoder(cfg.encoder)
         self.head = projection(D, D, cfg.decoder.projection_layers, cfg.decoder.projection_ratio)
         self.apply(init_bert_params)
-        self.mask_emb: Optional[nn.Parameter] = None
-        if not getattr(self.modality, "masks_input_tokens", False):
-            self.mask_emb = nn.Parameter(torch.empty(D))
-            if cfg.encoder.norm_first:  # BEiT: truncated normal everywhere, depth-rescaled outputs
-                self.apply(init_beit_params)
-                beit_trunc_normal_(self.mask_emb)
-                _beit_rescale(self.encoder)
-            else:  # wav2vec 2.0 / data2vec speech: uniform [0, 1)
-                nn.init.uniform_(self.mask_emb)
+        self.mask_emb: Optional[nn.Parameter] = self.modality.init_v1(self)
 
     def make_teacher(self) -> EMATeacher:
         """EMA copy of the parts named by `teacher.scope`; the rest stays shared."""
@@ -67,10 +58,7 @@ class Data2Vec1Model(nn.Module):
     def student_input(self, inputs: Tensor, feats: Tensor, raw_padding: Optional[Tensor], mask: Tensor,
                       generator: torch.Generator) -> tuple[Tensor, Tensor]:
         """Local features with masked positions hidden, and the loss positions (B, T) bool."""
-        if self.mask_emb is None:
-            corrupted, loss_mask = self.modality.corrupt(inputs, mask, generator)
-            return self.modality.local_features(corrupted, raw_padding)[0], loss_mask
-        return torch.where(mask[..., None], self.mask_emb.to(feats.dtype), feats), mask
+        return self.modality.v1_student_input(inputs, feats, raw_padding, mask, self.mask_emb, generator)
 
     def pretrain_forward(
         self,
@@ -95,7 +83,7 @@ class Data2Vec1Model(nn.Module):
         mask = self.modality.make_mask(pad, B, T, generator).to(feats.device)  # (B, T)
         x, loss_mask = self.student_input(inputs, feats, raw_pad, mask, generator)
         ctx = self.modality.contextualize(x, pad, None)
-        out = self.encoder(ctx.x, ctx.padding_mask, ctx.attn_bias)
+        out = self.encoder(ctx.x, ctx.padding_mask, ctx.attn_bias, ctx.block_bias)
         pred = self.head(out.x[:, E:][loss_mask])  # (N_masked, D)
         y_masked = y[loss_mask]
         n = max(pred.shape[0], 1)
@@ -110,11 +98,3 @@ class Data2Vec1Model(nn.Module):
     def extract_features(self, inputs: Tensor, padding_mask: Optional[Tensor] = None) -> EncoderOutput:
         """Encode every token (no masking). Returns outputs with extra tokens kept at the front."""
         return encode_unmasked(self.modality, self.encoder, inputs, padding_mask)
-
-
-@torch.no_grad()
-def _beit_rescale(encoder: TransformerEncoder) -> None:
-    """BEiT's `fix_init_weight`: block i's output projections scaled by 1/sqrt(2 (i + 1))."""
-    for i, blk in enumerate(encoder.blocks):
-        blk.attn.proj.weight.div_(math.sqrt(2.0 * (i + 1)))
-        blk.mlp.fc2.weight.div_(math.sqrt(2.0 * (i + 1)))

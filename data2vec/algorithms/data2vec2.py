@@ -9,15 +9,15 @@ import torch
 from torch import Tensor, nn
 
 from data2vec.algorithms.common import (  # noqa: F401  (re-exported for callers of this module)
-    PretrainOutput, RepresentationCollapse, check_collapse, check_model_config, encode_unmasked, init_bert_params,
+    PretrainOutput, RepresentationCollapse, check_collapse, encode_unmasked, init_bert_params,
     make_teacher, teacher_targets,
 )
 from data2vec.algorithms.ema import EMATeacher
 from data2vec.algorithms.losses import feature_std, regression_loss
-from data2vec.config import ModelConfig
+from data2vec.config import ModelConfig, check_choices
 from data2vec.decoders.conv import decoder_input
 from data2vec.masking.common import make_mask_info
-from data2vec.modalities.base import build_modality
+from data2vec.modalities.registry import build_modality
 from data2vec.nn.encoder import EncoderOutput, TransformerEncoder
 
 
@@ -32,7 +32,7 @@ class Data2Vec2Model(nn.Module):
         """`parts`: (modality, encoder, decoder) owned elsewhere, used as they are (one modality
         of a multimodal model, which shares its encoder); default: built from `cfg`."""
         super().__init__()
-        check_model_config(cfg)
+        check_choices(cfg, "model")
         self.cfg = cfg
         if parts is not None:
             self.modality, self.encoder, self.decoder = parts
@@ -82,7 +82,7 @@ class Data2Vec2Model(nn.Module):
         mask = self.modality.make_mask(pad_m, B * M, T, generator).to(feats.device)  # (B*M, T)
         info = make_mask_info(mask)
         ctx = self.modality.contextualize(feats_m, pad_m, info)
-        out = self.encoder(ctx.x, ctx.padding_mask, ctx.attn_bias)
+        out = self.encoder(ctx.x, ctx.padding_mask, ctx.attn_bias, ctx.block_bias)
         dec_in = decoder_input(
             out.x[:, E:], info, self.modality.noise_std, cfg.decoder.input_dropout, self.training
         )

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Literal, Optional
 
 import torch
 from torch import Tensor, nn
@@ -30,7 +30,7 @@ from data2vec.config import (
     ConfigError, DataConfig, DecoderConfig, InputConfig, LossConfig, ModelConfig, PretrainConfig, TargetConfig,
     register_kind,
 )
-from data2vec.modalities.base import build_modality
+from data2vec.modalities.registry import ModalitySpec, build_modality, register
 from data2vec.nn.encoder import EncoderOutput, TransformerEncoder
 
 # Fields of ModelConfig that a multimodal model takes from each modality instead.
@@ -50,7 +50,7 @@ class ModalityBranch:
     loss: LossConfig = field(default_factory=LossConfig)
     clone_batch: int = 1
     loss_weight: float = 1.0  # multiplies this modality's loss
-    teacher_scope: str = "all"  # all | context | blocks: what the EMA teacher keeps of this modality
+    teacher_scope: Literal["all", "context", "blocks"] = "all"  # what the EMA teacher keeps of this modality
     teacher_copied: tuple[str, ...] = ()
 
 
@@ -235,3 +235,15 @@ class MultimodalModel(nn.Module):
         if modality not in self.modalities:
             raise ValueError(f"modality={modality!r}: this model has {', '.join(self.modalities)}")
         return encode_unmasked(self.modalities[modality], self.encoder, inputs, padding_mask)
+
+
+# The joint model is a composite kind: `models.build_model` makes it; the registry knows its data,
+# synthetic batches and the settings that shrink its presets (the shared encoder's width and heads;
+# each modality keeps its own preset's sizes).
+register(ModalitySpec(
+    input_config=MultiInputConfig,
+    build=None,
+    synthetic_batch="data2vec.data.multimodal:synthetic_multimodal",
+    tiny_overrides={2: ("model.encoder.dim=32", "model.encoder.num_heads=2")},
+    pretrain_data={"multi": "data2vec.data.multimodal:build_multimodal_data"},
+))

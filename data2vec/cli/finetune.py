@@ -7,14 +7,15 @@ import dataclasses
 import json
 
 from data2vec.config import apply_overrides
+from data2vec.modalities.registry import tasks
 from data2vec.recipes import default_recipe, get_recipe
-from data2vec.train.finetune_config import TASKS, FinetuneConfig
+from data2vec.train.finetune_config import FinetuneConfig
 
 HELP = "fine-tune a pretrained (or random) encoder: image/audio classification, CTC, sentence or token labels"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--task", choices=TASKS, help="what to learn (default: the recipe's task)")
+    p.add_argument("--task", choices=sorted(tasks()), help="what to learn (default: the recipe's task)")
     p.add_argument("--recipe", help="a named recipe (`data2vec recipes`); default: the task's small CPU recipe")
     p.add_argument("--init", help="pretrained weights: our checkpoint or folder, a fairseq file, a transformers "
                                   "folder; omit for random weights of the recipe's preset")
@@ -33,7 +34,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def resolve(args: argparse.Namespace) -> FinetuneConfig:
     """The recipe with the command line applied on top."""
     if not args.task and not args.recipe:
-        raise ValueError(f"give --task (one of {', '.join(TASKS)}) or --recipe")
+        raise ValueError(f"give --task (one of {', '.join(sorted(tasks()))}) or --recipe")
     cfg = get_recipe(args.recipe or default_recipe(args.task))
     if args.task and args.task != cfg.task:
         raise ValueError(f"recipe {args.recipe!r} is for task {cfg.task!r}, not {args.task!r}")

@@ -15,7 +15,7 @@ from torch.utils.data import Dataset
 
 from data2vec.config import DataConfig, InputConfig, TrainConfig, register_kind
 from data2vec.data.audio import AudioDataset, LengthBucketSampler, collate_audio
-from data2vec.train.data import PlannedData, epoch_loader, register_data
+from data2vec.train.data import PlannedData, epoch_loader
 
 
 @register_kind
@@ -112,7 +112,6 @@ def receptive_field(layers: tuple[tuple[int, int, int], ...]) -> int:
     return need
 
 
-@register_data("audio")
 def build_audio_data(data: AudioDataConfig, inp: InputConfig, train: TrainConfig) -> AudioPretrainData:
     need = receptive_field(inp.conv_layers)
     if data.min_sample_size < need:

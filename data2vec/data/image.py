@@ -204,7 +204,7 @@ def collate_images(items: list[Optional[dict[str, Any]]]) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- config + builder
 from data2vec.config import DataConfig, InputConfig, TrainConfig, register_kind  # noqa: E402
-from data2vec.train.data import FixedBatchData, register_data  # noqa: E402
+from data2vec.train.data import FixedBatchData  # noqa: E402
 
 
 @register_kind
@@ -222,7 +222,6 @@ class ImageDataConfig(DataConfig):
     std: tuple[float, ...] = (0.229, 0.224, 0.225)
 
 
-@register_data("image")
 def build_image_data(data: ImageDataConfig, inp: InputConfig, train: TrainConfig) -> FixedBatchData:
     if not data.path:
         raise ValueError("data.path is empty: give an image folder or an idx file, e.g. data.path=/my/images")

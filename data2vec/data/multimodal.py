@@ -14,8 +14,8 @@ from typing import Any, Iterator
 
 from data2vec.algorithms.multimodal import MultiDataConfig, MultiInputConfig, branch
 from data2vec.config import ConfigError, TrainConfig
-from data2vec.data.synthetic import register_synthetic, synthetic_batch
-from data2vec.train.data import PretrainData, build_pretrain_data, register_data
+from data2vec.data.synthetic import synthetic_batch
+from data2vec.train.data import PretrainData, build_pretrain_data
 
 
 def steps_of(cycle: tuple[str, ...], name: str, steps: int) -> int:
@@ -97,7 +97,6 @@ def _readable(stream: Iterator[dict[str, Any]]) -> dict[str, Any]:
     return batch
 
 
-@register_data("multi")
 def build_multimodal_data(data: MultiDataConfig, inp: MultiInputConfig, train: TrainConfig) -> MultimodalData:
     """Each modality's data from its own config and batch size; the cycle checked against them."""
     names = [b.name for b in inp.branches]
@@ -117,7 +116,6 @@ def build_multimodal_data(data: MultiDataConfig, inp: MultiInputConfig, train: T
     return MultimodalData(parts, cycle)
 
 
-@register_synthetic("multi")
 def synthetic_multimodal(cfg: MultiInputConfig, batch_size: int) -> dict[str, Any]:
     """A batch of the first modality, tagged with its name (see `synthetic_batches` for all)."""
     first = cfg.branches[0]

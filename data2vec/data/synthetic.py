@@ -8,29 +8,12 @@ import torch
 
 from data2vec.config import InputConfig
 
-_MAKERS: dict[str, Callable[[InputConfig, int], dict[str, Any]]] = {}
-
-
-def register_synthetic(kind: str):
-    """Decorator registering `maker(input_cfg, batch_size) -> batch dict` for an input kind."""
-
-    def wrap(fn):
-        _MAKERS[kind] = fn
-        return fn
-
-    return wrap
-
 
 def synthetic_batch(cfg: InputConfig, batch_size: int = 2) -> dict[str, Any]:
-    if cfg.kind not in _MAKERS:
-        raise ValueError(f"no synthetic batches for input kind {cfg.kind!r}")
-    return _MAKERS[cfg.kind](cfg, batch_size)
+    """Random inputs of the right shapes for input config `cfg` (its modality's `synthetic_batch`)."""
+    from data2vec.modalities.registry import synthetic_batch as make
 
-
-@register_synthetic("beit")
-@register_synthetic("image")
-def _images(cfg: InputConfig, batch_size: int) -> dict[str, Any]:
-    return {"image": torch.randn(batch_size, cfg.in_chans, cfg.image_size, cfg.image_size)}
+    return make(cfg, batch_size)
 
 
 class SyntheticData:

@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass
+from typing import Literal
 from functools import partial
 from pathlib import Path
 
@@ -19,9 +20,8 @@ from data2vec.config import DataConfig, InputConfig, TrainConfig, register_kind
 from data2vec.data.text_corpus import TokenBlockDataset, collate_tokens, encode_corpus, list_text_files
 from data2vec.data.text_fortunes import fortune_files, read_fortune_file
 from data2vec.data.tokenizer import TextTokenizer, train_bpe
-from data2vec.train.data import FixedBatchData, register_data
+from data2vec.train.data import FixedBatchData
 
-DOC_MODES = ("blank_line", "line", "percent")
 DEFAULT_CACHE = Path.home() / ".cache" / "data2vec" / "text"
 
 
@@ -34,18 +34,16 @@ class TextDataConfig(DataConfig):
     path: str = ""
     # How documents are separated: blank lines, one per line, or lines holding only "%"
     # (the fortune/strfile format; a folder is read as fortune files, skipping .dat/.u8).
-    doc_mode: str = "blank_line"
+    doc_mode: Literal["blank_line", "line", "percent"] = "blank_line"
     tokenizer: str = ""  # tokenizer.json or folder (fairseq GPT-2 trio); "" trains a BPE of model.input.vocab_size
     cache_dir: str = ""  # "" -> ~/.cache/data2vec/text
     block_size: int = 512  # tokens per sample including the leading <s>
-    break_mode: str = "none"  # none (data2vec 2.0) | complete_doc (data2vec 1.0)
+    break_mode: Literal["none", "complete_doc"] = "none"  # none: data2vec 2.0; complete_doc: 1.0
 
 
 def _source_files(data: TextDataConfig) -> list[Path]:
     if not data.path:
         raise ValueError("data.path is empty: give a text file or a folder of them, e.g. data.path=/my/corpus")
-    if data.doc_mode not in DOC_MODES:
-        raise ValueError(f"data.doc_mode={data.doc_mode!r}; expected one of {DOC_MODES}")
     if data.doc_mode == "percent" and Path(data.path).is_dir():
         return list(fortune_files(data.path).values())
     return list_text_files(data.path)
@@ -114,7 +112,6 @@ def text_tokenizer(data: TextDataConfig, inp: InputConfig) -> TextTokenizer:
     return tokenizer
 
 
-@register_data("text")
 def build_text_data(data: TextDataConfig, inp: InputConfig, train: TrainConfig) -> FixedBatchData:
     if data.block_size > inp.max_positions:
         raise ValueError(f"data.block_size={data.block_size} exceeds model.input.max_positions={inp.max_positions}")

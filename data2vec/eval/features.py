@@ -72,7 +72,7 @@ def token_features(model: nn.Module, cfg: ModelConfig, inputs: Tensor, padding_m
     modality, extra = model.modality, model.modality.num_extra_tokens
     feats, pad = modality.local_features(inputs, padding_mask)
     ctx = modality.contextualize(feats, pad, None)
-    out = model.encoder(ctx.x, ctx.padding_mask, ctx.attn_bias)
+    out = model.encoder(ctx.x, ctx.padding_mask, ctx.attn_bias, ctx.block_bias)
     if kind == "last":
         return out.x, ctx.padding_mask, extra
     if kind == "block":

@@ -1,5 +1,6 @@
 """Inputs for embeddings and probes, per modality: every item is named (the index file maps
 rows to names), may carry a label, and is None when it cannot be read (skipped and counted).
+Each modality registers its reader (`ModalitySpec.inputs`: reader(path, cfg, InputOptions)).
 
 - images: a folder (any nesting; first-level sub-folders are classes) or an idx file (labels
   from the idx labels file beside it);
@@ -25,8 +26,20 @@ from data2vec.data.text_corpus import collate_tokens
 from data2vec.data.text_labeled import read_labeled
 from data2vec.data.tokenizer import TextTokenizer
 
-IMAGE_KINDS = ("image", "beit")
 TEXT_SUFFIXES = (".tsv", ".csv", ".jsonl", ".json")
+
+
+@dataclass(frozen=True)
+class InputOptions:
+    """How inputs are read: `limit` (the first N; 0: all) for every modality; the text reader's
+    tokenizer and columns; the audio reader's label file extension."""
+
+    tokenizer: Optional[TextTokenizer] = None
+    text_column: str | int = "sentence"
+    label_column: Optional[str | int] = None
+    label_ext: Optional[str] = None
+    header: bool = True
+    limit: int = 0
 
 
 @dataclass
@@ -94,9 +107,9 @@ def _collate_text(pad_id: int) -> Callable[[list[Any]], dict[str, Any]]:
     return collate
 
 
-def image_inputs(path: str | Path, cfg: PretrainConfig, limit: int = 0) -> Inputs:
+def image_inputs(path: str | Path, cfg: PretrainConfig, options: InputOptions = InputOptions()) -> Inputs:
     inp = cfg.model.input
-    images = open_images(path, inp.in_chans, limit)
+    images = open_images(path, inp.in_chans, options.limit)
     mean, std = cfg.data.mean, cfg.data.std
     names = ([f"{path}:{i}" for i in range(len(images))] if isinstance(images, IdxImages)
              else [str(f) for f in images.files])
@@ -105,8 +118,8 @@ def image_inputs(path: str | Path, cfg: PretrainConfig, limit: int = 0) -> Input
                   labels if min(labels, default=-1) >= 0 else None)
 
 
-def audio_inputs(path: str | Path, cfg: PretrainConfig, label_ext: Optional[str] = None, limit: int = 0) -> Inputs:
-    path = Path(path)
+def audio_inputs(path: str | Path, cfg: PretrainConfig, options: InputOptions = InputOptions()) -> Inputs:
+    path, label_ext, limit = Path(path), options.label_ext, options.limit
     if path.is_dir():
         files = find_audio_files(path)
         if not files:
@@ -125,13 +138,14 @@ def audio_inputs(path: str | Path, cfg: PretrainConfig, label_ext: Optional[str]
     return Inputs(_Audio(files, normalize), [str(f) for f in files], collate_audio, labels, same_length=True)
 
 
-def text_inputs(path: str | Path, cfg: PretrainConfig, tokenizer: TextTokenizer, text_column: str | int = "sentence",
-                label_column: Optional[str | int] = None, header: bool = True, limit: int = 0) -> Inputs:
-    path = Path(path)
+def text_inputs(path: str | Path, cfg: PretrainConfig, options: InputOptions) -> Inputs:
+    path, tokenizer, label_column, limit = Path(path), options.tokenizer, options.label_column, options.limit
+    if tokenizer is None:
+        raise ValueError("text inputs need a tokenizer (--tokenizer)")
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
     if path.suffix.lower() in TEXT_SUFFIXES:
-        data = read_labeled(path, [text_column], label_column, header=header)
+        data = read_labeled(path, [options.text_column], label_column, header=options.header)
         texts = [t[0] for t in data.texts]
         labels = [data.label_names[i] for i in data.labels] if label_column is not None else None
     else:
@@ -146,17 +160,9 @@ def text_inputs(path: str | Path, cfg: PretrainConfig, tokenizer: TextTokenizer,
     return Inputs(_Tokens(ids), names, _collate_text(tokenizer.pad), labels)
 
 
-def open_inputs(path: str | Path, cfg: PretrainConfig, *, tokenizer: Optional[TextTokenizer] = None,
-                text_column: str | int = "sentence", label_column: Optional[str | int] = None,
-                label_ext: Optional[str] = None, header: bool = True, limit: int = 0) -> Inputs:
-    """The inputs at `path` for a model of `cfg` (its modality decides how they are read)."""
-    kind = cfg.model.input.kind
-    if kind in IMAGE_KINDS:
-        return image_inputs(path, cfg, limit)
-    if kind == "audio":
-        return audio_inputs(path, cfg, label_ext, limit)
-    if kind == "text":
-        if tokenizer is None:
-            raise ValueError("text inputs need a tokenizer (--tokenizer)")
-        return text_inputs(path, cfg, tokenizer, text_column, label_column, header, limit)
-    raise ValueError(f"no input reader for model.input.kind={kind!r}")
+def open_inputs(path: str | Path, cfg: PretrainConfig, **options: Any) -> Inputs:
+    """The inputs at `path` for a model of `cfg`, read by its modality's reader; `options` are
+    the fields of `InputOptions`."""
+    from data2vec.modalities.registry import input_reader
+
+    return input_reader(cfg.model.input.kind)(path, cfg, InputOptions(**options))

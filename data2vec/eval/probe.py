@@ -10,35 +10,38 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
-from data2vec.eval.features import pool_tokens
+from data2vec.eval.features import pool_tokens, token_features
 
 log = logging.getLogger("data2vec")
 
 @torch.no_grad()
 def extract_features(
-    encode: Callable[[Tensor], Tensor], dataset: Dataset, collate: Callable, batch_size: int = 256,
+    encode: Callable[[dict[str, Tensor]], Tensor], dataset: Dataset, collate: Callable, batch_size: int = 256,
     device: str | torch.device = "cpu",
 ) -> tuple[Tensor, Tensor]:
-    """Run `encode(images) -> (B, F)` over a labeled dataset. Returns (N, F) float32, (N,) long."""
+    """Run `encode(batch) -> (B, F)` over a labeled dataset whose collated batches hold "label"
+    (none when every sample of a batch was unreadable). Returns (N, F) float32, (N,) long."""
     feats, labels = [], []
     for batch in DataLoader(dataset, batch_size=batch_size, collate_fn=collate):
-        if "image" not in batch:
+        if "label" not in batch:
             continue
-        feats.append(encode(batch["image"].to(device)).float().cpu())
+        on_device = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
+        feats.append(encode(on_device).float().cpu())
         labels.append(batch["label"])
     if not feats:
         raise ValueError("no readable samples to extract features from")
     return torch.cat(feats), torch.cat(labels)
 
 
-def encoder_features(model: nn.Module, pooling: str = "mean+cls") -> Callable[[Tensor], Tensor]:
-    """A feature function for `extract_features` from a data2vec image model (eval mode, no
-    masks, the last layer; `eval.features` has every layer and modality)."""
+def encoder_features(model: nn.Module, pooling: str = "mean+cls") -> Callable[[dict[str, Tensor]], Tensor]:
+    """A feature function for `extract_features` from a data2vec model of any modality (eval
+    mode, no masks, the last layer; `eval.features` has every layer)."""
     model.eval()
-    extra = model.modality.num_extra_tokens
+    key = model.modality.input_key
 
-    def encode(x: Tensor) -> Tensor:
-        return pool_tokens(model.extract_features(x).x, None, extra, pooling)
+    def encode(batch: dict[str, Tensor]) -> Tensor:
+        x, pad, extra = token_features(model, model.cfg, batch[key], batch.get("padding_mask"))
+        return pool_tokens(x, pad, extra, pooling)
 
     return encode
 
@@ -86,9 +89,9 @@ def knn_accuracy(
     return correct / len(test_x)
 
 
-def flatten_pixels(x: Tensor) -> Tensor:
-    """The raw-pixel baseline's 'encoder'."""
-    return x.flatten(1)
+def flatten_pixels(batch: dict[str, Tensor]) -> Tensor:
+    """The raw-pixel baseline's 'encoder' (image batches)."""
+    return batch["image"].flatten(1)
 
 
 def probe_report(

@@ -64,7 +64,7 @@ class EncoderWithHead(nn.Module):
         if self.training and generator is not None and self.feature_mask is not None:
             feats = mask_features(feats, pad, self.feature_mask, generator)
         ctx = self.modality.contextualize(feats, pad, None)
-        return self.encoder(ctx.x, ctx.padding_mask, ctx.attn_bias).x, ctx.padding_mask
+        return self.encoder(ctx.x, ctx.padding_mask, ctx.attn_bias, ctx.block_bias).x, ctx.padding_mask
 
     def forward(self, inputs: Tensor, padding_mask: Optional[Tensor] = None,
                 generator: Optional[torch.Generator] = None) -> Tensor:

@@ -18,18 +18,18 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Literal, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from data2vec.config import DecoderConfig, EncoderConfig, InputConfig, register_kind
-from data2vec.data.synthetic import register_synthetic
 from data2vec.decoders.conv import ConvDecoder
 from data2vec.masking.audio import block_mask_1d, span_mask
 from data2vec.masking.common import MaskInfo, gather_tokens
-from data2vec.modalities.base import Context, register_modality
+from data2vec.modalities.base import Context, masked_features, uniform_mask_embedding
+from data2vec.modalities.registry import ModalitySpec, TaskSpec, register
 from data2vec.nn.encoder import TransformerEncoder
 
 
@@ -51,7 +51,7 @@ class AudioInputConfig(InputConfig):
     mask_noise_std: float = 0.01  # noise at masked slots of the decoder input
     alibi_scale_init: float = 1.0  # learned per-head ALiBi scale, clamped >= 0
     alibi: bool = True  # 2.0 adds ALiBi to attention; 1.0 has only the conv positions
-    mask_type: str = "block"  # "block": 2.0 block mask; "span": wav2vec 2.0 spans, equal counts (1.0)
+    mask_type: Literal["block", "span"] = "block"  # "block": 2.0 block mask; "span": wav2vec 2.0 spans, equal counts (1.0)
     @property
     def conv_layers(self) -> tuple[tuple[int, int, int], ...]:
         """(channels, kernel, stride) per feature-extractor layer."""
@@ -217,6 +217,7 @@ def alibi_bias(positions: Tensor, slopes: Tensor, scale: Tensor) -> Tensor:
 class AudioEncoder(nn.Module):
     input_key = "audio"
     num_extra_tokens = 0
+    no_weight_decay = ("alibi_scale",)  # fairseq's composite optimizer: the learned ALiBi scales never decay
 
     def __init__(self, cfg: AudioInputConfig, enc: EncoderConfig) -> None:
         super().__init__()
@@ -228,8 +229,6 @@ class AudioEncoder(nn.Module):
         self.relative_positional_encoder = conv_positional_encoder(
             enc.dim, cfg.conv_pos_depth, cfg.conv_pos_width, cfg.conv_pos_groups
         )
-        if cfg.mask_type not in ("block", "span"):
-            raise ValueError(f"model.input.mask_type={cfg.mask_type!r}; expected 'block' or 'span'")
         if cfg.alibi:
             self.register_buffer("slopes", alibi_slopes(enc.num_heads), persistent=False)
             self.alibi_scale = nn.Parameter(torch.full((enc.num_heads,), cfg.alibi_scale_init))
@@ -282,17 +281,38 @@ class AudioEncoder(nn.Module):
     def build_decoder(self, cfg: DecoderConfig) -> ConvDecoder:
         return ConvDecoder(cfg, self.local_encoder.project_features[2].out_features, dims=1)
 
+    def init_v1(self, model: nn.Module) -> nn.Parameter:
+        return uniform_mask_embedding(self.local_encoder.project_features[2].out_features)
 
-@register_modality("audio")
-def _build(cfg: AudioInputConfig, enc: EncoderConfig) -> AudioEncoder:
-    return AudioEncoder(cfg, enc)
+    def v1_student_input(self, inputs: Tensor, feats: Tensor, raw_padding: Optional[Tensor], mask: Tensor,
+                         mask_emb: Optional[nn.Parameter], generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        return masked_features(feats, mask, mask_emb)
 
 
-@register_synthetic("audio")
-def _synthetic(cfg: AudioInputConfig, batch_size: int) -> dict[str, Any]:
+def synthetic_audio(cfg: AudioInputConfig, batch_size: int) -> dict[str, Any]:
     """Noise waveforms of 0.5 s and 0.4 s (padded), enough frames for any mask."""
     n = 8000
     audio = torch.randn(batch_size, n)
     pad = torch.zeros(batch_size, n, dtype=torch.bool)
     pad[1::2, int(n * 0.8):] = True
     return {"audio": audio.masked_fill(pad, 0.0), "padding_mask": pad}
+
+
+_TINY_ENCODER = ("model.encoder.dim=32", "model.encoder.depth=2", "model.encoder.num_heads=2", "model.targets.top_k=2")
+register(ModalitySpec(
+    input_config=AudioInputConfig,
+    build=AudioEncoder,
+    synthetic_batch=synthetic_audio,
+    tiny_overrides={
+        2: ("model.input.conv_channels=32", "model.encoder.dim=32", "model.encoder.depth=2",
+            "model.encoder.num_heads=2", "model.input.conv_pos_groups=4", "model.input.prenet_depth=0",
+            "model.decoder.dim=32", "model.decoder.groups=4", "model.decoder.layers=2", "model.targets.top_k=2",
+            "model.clone_batch=2"),
+        1: _TINY_ENCODER + ("model.input.conv_channels=32", "model.input.conv_pos_groups=4"),
+    },
+    pretrain_data={"audio": "data2vec.data.audio_pretrain:build_audio_data"},
+    tasks={"ctc": TaskSpec("data2vec.train.finetune_audio:SpeechTask", ("audio",), "ctc_small", "ctc"),
+           "audio-classification": TaskSpec("data2vec.train.finetune_audio:SpeechTask", ("audio",),
+                                            "audio_cls_small", "audio_classification")},
+    inputs="data2vec.eval.inputs:audio_inputs",
+))

@@ -10,8 +10,9 @@ score to every key of a query, and softmax ignores that), so imported weights se
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from typing import Optional
+from typing import Literal, Optional
 
 import torch
 from torch import Tensor, nn
@@ -19,8 +20,9 @@ from torch import Tensor, nn
 from data2vec.config import DecoderConfig, EncoderConfig, InputConfig, register_kind
 from data2vec.masking.common import MaskInfo
 from data2vec.masking.image import beit_block_mask
-from data2vec.modalities.base import Context, register_modality
-from data2vec.modalities.image import PatchEmbed
+from data2vec.modalities.base import Context, masked_features
+from data2vec.modalities.image import PatchEmbed, synthetic_images
+from data2vec.modalities.registry import ModalitySpec, register
 from data2vec.nn.relpos import RelativePositionBias
 
 
@@ -52,15 +54,19 @@ class BeitInputConfig(InputConfig):
     min_aspect: float = 0.3  # blocks' aspect ratio in [min_aspect, 1 / min_aspect]
     # "shared": one table for all blocks (pretraining); "per_layer": one per block, as BEiT's
     # fine-tuning copies the shared table into every block (released fine-tuned files).
-    rel_pos_bias: str = "shared"
+    rel_pos_bias: Literal["shared", "per_layer"] = "shared"
 
 
 class BeitImageEncoder(nn.Module):
     input_key = "image"
     num_extra_tokens = 1
+    noise_std = 0.0  # no 2.0 decoder
+    no_weight_decay: tuple[str, ...] = ()
 
     def __init__(self, cfg: BeitInputConfig, enc: EncoderConfig) -> None:
         super().__init__()
+        if not enc.norm_first:
+            raise ValueError("model.input.kind='beit' needs the pre-LN encoder (model.encoder.norm_first=true)")
         self.cfg = cfg
         self.local_encoder = PatchEmbed(cfg.image_size, cfg.patch_size, cfg.in_chans, enc.dim)
         self.grid = self.local_encoder.grid
@@ -71,10 +77,8 @@ class BeitImageEncoder(nn.Module):
         grid = (self.grid, self.grid)
         if cfg.rel_pos_bias == "shared":
             self.rel_pos_bias = RelativePositionBias(grid, enc.num_heads)
-        elif cfg.rel_pos_bias == "per_layer":
-            self.rel_pos_bias = nn.ModuleList(RelativePositionBias(grid, enc.num_heads) for _ in range(enc.depth))
         else:
-            raise ValueError(f"model.input.rel_pos_bias={cfg.rel_pos_bias!r}; expected 'shared' or 'per_layer'")
+            self.rel_pos_bias = nn.ModuleList(RelativePositionBias(grid, enc.num_heads) for _ in range(enc.depth))
 
     def local_features(self, image: Tensor, padding_mask: Optional[Tensor] = None) -> tuple[Tensor, None]:
         """image: (B, C, H, W) -> patches (B, L, D)."""
@@ -90,18 +94,41 @@ class BeitImageEncoder(nn.Module):
         if info is not None:
             raise ValueError("the BEiT image encoder keeps every patch (data2vec 1.0); use model.version=1")
         x = torch.cat([self.extra_tokens.expand(x.shape[0], -1, -1).to(x.dtype), x], dim=1)
-        if isinstance(self.rel_pos_bias, nn.ModuleList):
-            return Context(x, None, [b() for b in self.rel_pos_bias])
-        return Context(x, None, self.rel_pos_bias())
+        if self.cfg.rel_pos_bias == "per_layer":
+            return Context(x, block_bias=[b() for b in self.rel_pos_bias])
+        return Context(x, attn_bias=self.rel_pos_bias())
 
     def build_decoder(self, cfg: DecoderConfig) -> nn.Module:
         raise ValueError("model.input.kind='beit' is the data2vec 1.0 backbone; it has no 2.0 decoder "
                          "(use model.version=1, or model.input.kind='image' for 2.0)")
 
+    def init_v1(self, model: nn.Module) -> nn.Parameter:
+        """BEiT's init: truncated normal everywhere (the mask token too), depth-rescaled outputs."""
+        mask_emb = nn.Parameter(torch.empty(self.extra_tokens.shape[-1]))
+        model.apply(init_beit_params)
+        beit_trunc_normal_(mask_emb)
+        beit_rescale(model.encoder)
+        return mask_emb
 
-@register_modality("beit")
-def _build(cfg: BeitInputConfig, enc: EncoderConfig) -> BeitImageEncoder:
-    if not enc.norm_first:
-        raise ValueError("model.input.kind='beit' needs the pre-LN encoder (model.encoder.norm_first=true)")
-    return BeitImageEncoder(cfg, enc)
+    def v1_student_input(self, inputs: Tensor, feats: Tensor, raw_padding: Optional[Tensor], mask: Tensor,
+                         mask_emb: Optional[nn.Parameter], generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        return masked_features(feats, mask, mask_emb)
+
+
+@torch.no_grad()
+def beit_rescale(encoder: nn.Module) -> None:
+    """BEiT's `fix_init_weight`: block i's output projections scaled by 1/sqrt(2 (i + 1))."""
+    for i, blk in enumerate(encoder.blocks):
+        blk.attn.proj.weight.div_(math.sqrt(2.0 * (i + 1)))
+        blk.mlp.fc2.weight.div_(math.sqrt(2.0 * (i + 1)))
+
+
+register(ModalitySpec(
+    input_config=BeitInputConfig,
+    build=BeitImageEncoder,
+    synthetic_batch=synthetic_images,
+    tiny_overrides={1: ("model.encoder.dim=32", "model.encoder.depth=2", "model.encoder.num_heads=2",
+                        "model.targets.top_k=2")},
+    inputs="data2vec.eval.inputs:image_inputs",
+))
 

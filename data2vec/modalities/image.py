@@ -4,7 +4,7 @@ token, prenet blocks, inverse block masking and the 2-D conv decoder."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Optional
 
 import torch
 from torch import Tensor, nn
@@ -13,7 +13,8 @@ from data2vec.config import DecoderConfig, EncoderConfig, InputConfig, register_
 from data2vec.decoders.conv import ConvDecoder
 from data2vec.masking.common import MaskInfo, gather_tokens
 from data2vec.masking.image import inverse_block_mask
-from data2vec.modalities.base import Context, register_modality
+from data2vec.modalities.base import Context, masked_features, uniform_mask_embedding
+from data2vec.modalities.registry import ModalitySpec, TaskSpec, register
 from data2vec.nn.encoder import TransformerEncoder
 from data2vec.nn.pos_embed import sincos_2d
 
@@ -56,6 +57,7 @@ class PatchEmbed(nn.Module):
 class ImageEncoder(nn.Module):
     input_key = "image"
     num_extra_tokens = 1
+    no_weight_decay: tuple[str, ...] = ()
 
     def __init__(self, cfg: ImageInputConfig, enc: EncoderConfig) -> None:
         super().__init__()
@@ -87,7 +89,28 @@ class ImageEncoder(nn.Module):
     def build_decoder(self, cfg: DecoderConfig) -> ConvDecoder:
         return ConvDecoder(cfg, self.local_encoder.proj.out_channels, dims=2, grid=(self.grid, self.grid))
 
+    def init_v1(self, model: nn.Module) -> nn.Parameter:
+        return uniform_mask_embedding(self.local_encoder.proj.out_channels)
 
-@register_modality("image")
-def _build(cfg: ImageInputConfig, enc: EncoderConfig) -> ImageEncoder:
-    return ImageEncoder(cfg, enc)
+    def v1_student_input(self, inputs: Tensor, feats: Tensor, raw_padding: Optional[Tensor], mask: Tensor,
+                         mask_emb: Optional[nn.Parameter], generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        return masked_features(feats, mask, mask_emb)
+
+
+def synthetic_images(cfg: Any, batch_size: int) -> dict[str, Tensor]:
+    """Noise images of the configured size and channels (image and BEiT inputs)."""
+    return {"image": torch.randn(batch_size, cfg.in_chans, cfg.image_size, cfg.image_size)}
+
+
+register(ModalitySpec(
+    input_config=ImageInputConfig,
+    build=ImageEncoder,
+    synthetic_batch=synthetic_images,
+    tiny_overrides={2: (
+        "model.encoder.dim=32", "model.encoder.depth=2", "model.encoder.num_heads=2", "model.decoder.dim=32",
+        "model.decoder.groups=4", "model.decoder.layers=2", "model.targets.top_k=2", "model.clone_batch=2")},
+    pretrain_data={"image": "data2vec.data.image:build_image_data"},
+    tasks={"image-classification": TaskSpec("data2vec.train.finetune_image:ImageTask", ("image", "beit"),
+                                            "image_fmnist_small", "image_classification")},
+    inputs="data2vec.eval.inputs:image_inputs",
+))

@@ -9,17 +9,17 @@ replaces fairseq `masked_lm` selections by `<mask>` (`mask_type="mlm"`; `<mask>`
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Literal, Optional
 
 import torch
 from torch import Tensor, nn
 
 from data2vec.config import DecoderConfig, EncoderConfig, InputConfig, register_kind
-from data2vec.data.synthetic import register_synthetic
 from data2vec.decoders.conv import ConvDecoder
 from data2vec.masking.common import MaskInfo, gather_tokens
 from data2vec.masking.text import bert_corrupt, mlm_span_mask, random_token_mask
-from data2vec.modalities.base import Context, register_modality
+from data2vec.modalities.base import Context
+from data2vec.modalities.registry import ModalitySpec, TaskSpec, register
 from data2vec.nn.encoder import TransformerEncoder
 
 
@@ -34,7 +34,7 @@ class TextInputConfig(InputConfig):
     prenet_depth: int = 0  # modality-specific blocks before the shared ones
     mask_prob: float = 0.48
     mask_noise_std: float = 0.01
-    mask_type: str = "random"  # "random": 2.0 equal-count drop; "mlm": 1.0 masked_lm selection
+    mask_type: Literal["random", "mlm"] = "random"  # "random": 2.0 equal-count drop; "mlm": 1.0 masked_lm selection
     mask_span: int = 1  # mlm: tokens per selected span (the released 1.0 config uses 4)
     random_token_prob: float = 0.0  # mlm: share of selected tokens replaced by a random id (BERT 0.1)
     leave_unmasked_prob: float = 0.0  # mlm: share of selected tokens left unchanged (BERT 0.1)
@@ -73,12 +73,10 @@ class TextEmbedding(nn.Module):
 class TextEncoder(nn.Module):
     input_key = "tokens"
     num_extra_tokens = 0  # the <s> token is part of the text; no CLS is added
-    masks_input_tokens = True  # data2vec 1.0 masks ids (<mask>), not features
+    no_weight_decay: tuple[str, ...] = ()
 
     def __init__(self, cfg: TextInputConfig, enc: EncoderConfig) -> None:
         super().__init__()
-        if cfg.mask_type not in ("random", "mlm"):
-            raise ValueError(f"model.input.mask_type={cfg.mask_type!r}; expected 'random' or 'mlm'")
         self.cfg = cfg
         self.noise_std = cfg.mask_noise_std
         self.local_encoder = TextEmbedding(cfg, enc.dim, enc.norm_eps)
@@ -131,13 +129,17 @@ class TextEncoder(nn.Module):
     def build_decoder(self, cfg: DecoderConfig) -> ConvDecoder:
         return ConvDecoder(cfg, self.local_encoder.embed_tokens.embedding_dim, dims=1)
 
+    def init_v1(self, model: nn.Module) -> None:
+        """None: data2vec 1.0 text masks ids (`<mask>`), not features, so it has no mask embedding."""
+        return None
 
-@register_modality("text")
-def _build(cfg: TextInputConfig, enc: EncoderConfig) -> TextEncoder:
-    return TextEncoder(cfg, enc)
+    def v1_student_input(self, inputs: Tensor, feats: Tensor, raw_padding: Optional[Tensor], mask: Tensor,
+                         mask_emb: Optional[nn.Parameter], generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        """The corrupted ids' embeddings; the loss is taken where `<mask>` now stands."""
+        corrupted, loss_mask = self.corrupt(inputs, mask, generator)
+        return self.local_features(corrupted, raw_padding)[0], loss_mask
 
 
-@register_synthetic("text")
 def synthetic_tokens(cfg: TextInputConfig, batch_size: int) -> dict[str, Any]:
     """Random ids (never specials) of length min(32, max_positions); the last row half padded."""
     T = min(32, cfg.max_positions)
@@ -148,3 +150,21 @@ def synthetic_tokens(cfg: TextInputConfig, batch_size: int) -> dict[str, Any]:
         padding_mask[-1, T // 2:] = True
         tokens[-1, T // 2:] = cfg.pad_id
     return {"tokens": tokens, "padding_mask": padding_mask}
+
+
+register(ModalitySpec(
+    input_config=TextInputConfig,
+    build=TextEncoder,
+    synthetic_batch=synthetic_tokens,
+    tiny_overrides={
+        2: ("model.encoder.dim=32", "model.encoder.depth=2", "model.encoder.num_heads=2", "model.decoder.dim=32",
+            "model.decoder.layers=2", "model.decoder.kernel=3", "model.targets.top_k=2", "model.clone_batch=2",
+            "model.input.vocab_size=300"),
+        1: ("model.encoder.dim=32", "model.encoder.depth=2", "model.encoder.num_heads=2", "model.targets.top_k=2", "model.input.vocab_size=300"),
+    },
+    pretrain_data={"text": "data2vec.data.text_pretrain:build_text_data"},
+    tasks={"sentence": TaskSpec("data2vec.train.finetune_text:TextTask", ("text",), "sentence_small",
+                                 "sequence_classification"),
+           "token": TaskSpec("data2vec.train.finetune_text:TextTask", ("text",), "token_small", "token_classification")},
+    inputs="data2vec.eval.inputs:text_inputs",
+))

@@ -7,7 +7,7 @@ M masked views per sample. Mask convention everywhere: True = masked / padding.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -60,18 +60,20 @@ class TransformerEncoder(nn.Module):
         self,
         x: Tensor,
         padding_mask: Optional[Tensor] = None,
-        attn_bias: Optional[Tensor | list[Tensor]] = None,
+        attn_bias: Optional[Tensor] = None,
+        block_bias: Optional[Sequence[Tensor]] = None,
     ) -> EncoderOutput:
-        """x: (B, T, D); padding_mask: (B, T) bool; attn_bias: (B|1, H|1, T, T) additive, or a
-        list of one such bias per block (BEiT fine-tuned models' per-layer relative positions)."""
+        """x: (B, T, D); padding_mask: (B, T) bool; attn_bias: (B|1, H|1, T, T) additive in every
+        block, or `block_bias`: one such bias per block."""
         if self.input_norm is not None:
             x = self.input_dropout(self.input_norm(x))
-        if isinstance(attn_bias, (list, tuple)):
-            if len(attn_bias) != len(self.blocks):
-                raise ValueError(f"{len(attn_bias)} attention biases for {len(self.blocks)} blocks")
-            masks = [combine_masks(padding_mask, b, x.dtype) for b in attn_bias]
-        else:
+        if block_bias is None:
             masks = [combine_masks(padding_mask, attn_bias, x.dtype)] * len(self.blocks)
+        elif attn_bias is not None or len(block_bias) != len(self.blocks):
+            raise ValueError(f"{len(block_bias)} per-block attention biases for {len(self.blocks)} blocks"
+                             + (" and a shared one" if attn_bias is not None else ""))
+        else:
+            masks = [combine_masks(padding_mask, b, x.dtype) for b in block_bias]
         layer_results, block_outputs = [], []
         for blk, attn_mask in zip(self.blocks, masks):
             if self.training and self.layer_drop > 0 and torch.rand(()) < self.layer_drop:

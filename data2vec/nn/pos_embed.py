@@ -13,6 +13,13 @@ def _sincos_1d(dim: int, pos: Tensor) -> Tensor:
     return torch.cat([out.sin(), out.cos()], dim=1)
 
 
+def sincos_1d(dim: int, length: int) -> Tensor:
+    """1-D sin-cos table: (length, dim) float32, half sines and half cosines of the position."""
+    if dim % 2:
+        raise ValueError(f"sin-cos positions need an even width, got {dim}")
+    return _sincos_1d(dim, torch.arange(length)).float()
+
+
 def sincos_2d(dim: int, grid_h: int, grid_w: int) -> Tensor:
     """MAE-style 2-D sin-cos table: (grid_h * grid_w, dim), rows in row-major patch order.
 

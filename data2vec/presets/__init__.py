@@ -7,7 +7,6 @@ from typing import Callable
 from data2vec.config import PretrainConfig, TeacherConfig
 
 _PRESETS: dict[str, tuple[Callable[[], PretrainConfig], str]] = {}
-_TINY: dict[tuple[str, int], list[str]] = {}
 
 
 def register_preset(name: str, description: str):
@@ -22,15 +21,12 @@ def register_preset(name: str, description: str):
     return wrap
 
 
-def register_tiny_overrides(kind: str, overrides: list[str], version: int = 2) -> None:
-    """Overrides that shrink any preset of input `kind` and model `version` to a few-second
-    size (contract tests)."""
-    _TINY[(kind, version)] = list(overrides)
-
-
 def tiny_overrides(kind: str, version: int = 2) -> list[str]:
-    _load_all()
-    return _TINY[(kind, version)]
+    """Overrides that shrink any preset of input `kind` and model `version` to a few-second
+    size (contract tests); each modality registers its own (`ModalitySpec.tiny_overrides`)."""
+    from data2vec.modalities.registry import tiny_overrides as tiny
+
+    return tiny(kind, version)
 
 
 def _load_all() -> None:

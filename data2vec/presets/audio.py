@@ -11,13 +11,7 @@ from data2vec.config import (
 )
 from data2vec.data.audio_pretrain import AudioDataConfig
 from data2vec.modalities.audio import AudioInputConfig
-from data2vec.presets import register_preset, register_tiny_overrides, short_run_teacher, tiny_teacher
-
-register_tiny_overrides("audio", [
-    "model.input.conv_channels=32", "model.encoder.dim=32", "model.encoder.depth=2", "model.encoder.num_heads=2",
-    "model.input.conv_pos_groups=4", "model.input.prenet_depth=0", "model.decoder.dim=32", "model.decoder.groups=4",
-    "model.decoder.layers=2", "model.targets.top_k=2", "model.clone_batch=2",
-])
+from data2vec.presets import register_preset, short_run_teacher, tiny_teacher
 
 SPEECH_CORPUS_TRAIN = "runs/speech/train.tsv"
 

@@ -15,15 +15,9 @@ from data2vec.data.text_pretrain import TextDataConfig
 from data2vec.modalities.audio import AudioInputConfig
 from data2vec.modalities.beit import BeitInputConfig
 from data2vec.modalities.text import TextInputConfig
-from data2vec.presets import register_preset, register_tiny_overrides, short_run_teacher, tiny_teacher
+from data2vec.presets import register_preset, short_run_teacher, tiny_teacher
 from data2vec.presets.audio import SPEECH_CORPUS_TRAIN
 from data2vec.presets.image import FASHION_MNIST_TRAIN, FMNIST_MEAN, FMNIST_STD
-
-_TINY_ENCODER = ["model.encoder.dim=32", "model.encoder.depth=2", "model.encoder.num_heads=2", "model.targets.top_k=2"]
-register_tiny_overrides("beit", _TINY_ENCODER, version=1)
-register_tiny_overrides("audio", _TINY_ENCODER + ["model.input.conv_channels=32", "model.input.conv_pos_groups=4"],
-                        version=1)
-register_tiny_overrides("text", _TINY_ENCODER + ["model.input.vocab_size=300"], version=1)
 
 
 # --------------------------------------------------------------------------- vision (BEiT)

@@ -7,12 +7,7 @@ from data2vec.config import (
 )
 from data2vec.data.image import FASHION_MNIST_DIR, ImageDataConfig
 from data2vec.modalities.image import ImageInputConfig
-from data2vec.presets import register_preset, register_tiny_overrides, short_run_teacher, tiny_teacher
-
-register_tiny_overrides("image", [
-    "model.encoder.dim=32", "model.encoder.depth=2", "model.encoder.num_heads=2", "model.decoder.dim=32",
-    "model.decoder.groups=4", "model.decoder.layers=2", "model.targets.top_k=2", "model.clone_batch=2",
-])
+from data2vec.presets import register_preset, short_run_teacher, tiny_teacher
 
 FASHION_MNIST_TRAIN = str(FASHION_MNIST_DIR / "train-images-idx3-ubyte.gz")
 # Fashion-MNIST training-set pixel statistics.

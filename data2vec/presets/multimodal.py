@@ -11,15 +11,11 @@ from __future__ import annotations
 import dataclasses
 
 from data2vec.algorithms.multimodal import ModalityBranch, ModalitySource, MultiDataConfig, MultiInputConfig
-from data2vec.data.multimodal import build_multimodal_data  # noqa: F401  (registers the "multi" loader)
 from data2vec.config import EncoderConfig, ModelConfig, PretrainConfig, TeacherConfig, TrainConfig
-from data2vec.presets import register_preset, register_tiny_overrides, short_run_teacher, tiny_teacher
+from data2vec.presets import register_preset, short_run_teacher, tiny_teacher
 from data2vec.presets.audio import audio_small, audio_tiny
 from data2vec.presets.image import image_fmnist, image_tiny
 from data2vec.presets.text import text_fortunes, text_tiny
-
-# The shared encoder's width and heads; each modality's own parts keep their preset's sizes.
-register_tiny_overrides("multi", ["model.encoder.dim=32", "model.encoder.num_heads=2"])
 
 
 def modality_of(name: str, single: PretrainConfig, depth: int) -> tuple[ModalityBranch, ModalitySource]:

@@ -8,13 +8,7 @@ from data2vec.config import (
 from data2vec.data.text_fortunes import FORTUNES_DIR
 from data2vec.data.text_pretrain import TextDataConfig
 from data2vec.modalities.text import TextInputConfig
-from data2vec.presets import register_preset, register_tiny_overrides, short_run_teacher, tiny_teacher
-
-register_tiny_overrides("text", [
-    "model.encoder.dim=32", "model.encoder.depth=2", "model.encoder.num_heads=2", "model.decoder.dim=32",
-    "model.decoder.layers=2", "model.decoder.kernel=3", "model.targets.top_k=2", "model.clone_batch=2",
-    "model.input.vocab_size=300",
-])
+from data2vec.presets import register_preset, short_run_teacher, tiny_teacher
 
 
 @register_preset("data2vec2_text_base", "data2vec 2.0 text base (RoBERTa-size), reference hyperparameters (16 GPUs)")

@@ -6,12 +6,9 @@ from __future__ import annotations
 
 from typing import Callable
 
-from data2vec.train.finetune_config import TASKS, FinetuneConfig
+from data2vec.train.finetune_config import FinetuneConfig
 
 _RECIPES: dict[str, tuple[Callable[[], FinetuneConfig], str]] = {}
-# The recipe `data2vec finetune --task T` uses when no --recipe is given: small and CPU-sized.
-DEFAULTS = {"image-classification": "image_fmnist_small", "ctc": "ctc_small", "audio-classification": "audio_cls_small",
-            "sentence": "sentence_small", "token": "token_small"}
 
 
 def register_recipe(name: str, description: str):
@@ -33,6 +30,11 @@ def _load_all() -> None:
 
     for mod in pkgutil.iter_modules(__path__):
         importlib.import_module(f"{__name__}.{mod.name}")
+    from data2vec.modalities.registry import recipes
+
+    for name, entry in recipes().items():  # the recipes modalities bring (`ModalitySpec.recipes`)
+        if _RECIPES.setdefault(name, entry) != entry:
+            raise ValueError(f"recipe {name!r} registered twice")
 
 
 def get_recipe(name: str) -> FinetuneConfig:
@@ -43,9 +45,10 @@ def get_recipe(name: str) -> FinetuneConfig:
 
 
 def default_recipe(task: str) -> str:
-    if task not in TASKS:
-        raise ValueError(f"task={task!r}; expected one of {TASKS}")
-    return DEFAULTS[task]
+    """The small, CPU-sized recipe `data2vec finetune --task T` runs when no --recipe is given."""
+    from data2vec.modalities.registry import task_spec
+
+    return task_spec(task).recipe
 
 
 def list_recipes() -> dict[str, str]:

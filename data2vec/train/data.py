@@ -22,23 +22,11 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from data2vec.config import DataConfig, InputConfig, TrainConfig
 from data2vec.train.distributed import rank_plan, split_batch
 
-_DATA_BUILDERS: dict[str, Callable[..., "PretrainData"]] = {}
-
-
-def register_data(kind: str):
-    """Decorator registering `builder(data_cfg, input_cfg, train_cfg) -> PretrainData`."""
-
-    def wrap(fn):
-        _DATA_BUILDERS[kind] = fn
-        return fn
-
-    return wrap
-
-
 def build_pretrain_data(data: DataConfig, inp: InputConfig, train: TrainConfig) -> "PretrainData":
-    if data.kind not in _DATA_BUILDERS:
-        raise ValueError(f"data.kind={data.kind!r} has no loader; known: {sorted(_DATA_BUILDERS)}")
-    return _DATA_BUILDERS[data.kind](data, inp, train)
+    """The pretraining data of `data.kind`, built by the modality that registers that kind."""
+    from data2vec.modalities.registry import data_builder
+
+    return data_builder(data.kind)(data, inp, train)
 
 
 class PretrainData(Protocol):

@@ -35,7 +35,7 @@ from data2vec.train.checkpoint import (
 from data2vec.train.compilation import choose_compile, compile_blocks
 from data2vec.train.finetune_config import LOWER_IS_BETTER, SCHEDULES, FinetuneConfig, FinetuneTrainConfig
 from data2vec.train.logging import MetricLogger, truncate_metrics
-from data2vec.train.optim import no_weight_decay
+from data2vec.train.optim import modality_exempt, no_weight_decay
 from data2vec.train.pretrain import LAST, prepare_run_dir, resolve_device
 from data2vec.train.schedules import cosine_with_warmup, linear_warmup_decay, tri_stage
 from data2vec.train.precision import autocast, choose_bf16
@@ -101,10 +101,11 @@ def finetune_param_groups(model: nn.Module, weight_decay: float, layer_decay: fl
     prenet = len(getattr(getattr(model.modality, "context_encoder", None), "blocks", ()))
     n = prenet + len(model.encoder.blocks)
     groups: dict[tuple[bool, float], list[nn.Parameter]] = {}
+    exempt = modality_exempt(model)
     for name, p in model.named_parameters():
         i = block_index(name, prenet)
         scale = layer_decay ** (n + 1 - i) if i is not None and layer_decay != 1.0 else 1.0
-        groups.setdefault((no_weight_decay(name, p), scale), []).append(p)
+        groups.setdefault((no_weight_decay(name, p, exempt), scale), []).append(p)
     return [{"params": ps, "weight_decay": 0.0 if nd else weight_decay, "lr_scale": s} for (nd, s), ps in groups.items()]
 
 

@@ -8,10 +8,10 @@ e.g. `train.lr=1e-3 data.label_frac=0.01 model.drop_path=0.1`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
-from data2vec.config import register_kind  # noqa: F401  (the data kinds register with it)
+from data2vec.config import LabeledDataConfig, register_kind  # noqa: F401  (re-exported; the data kinds register with it)
 
-TASKS = ("image-classification", "ctc", "audio-classification", "sentence", "token")
 SCHEDULES = ("cosine", "tri_stage", "linear")
 LOWER_IS_BETTER = ("wer", "cer", "mse", "loss")
 
@@ -20,7 +20,7 @@ LOWER_IS_BETTER = ("wer", "cer", "mse", "loss")
 class FinetuneModelConfig:
     """How the pretrained backbone is regularized and read out."""
 
-    pooling: str = "mean"  # image classification: mean of the patch tokens + fc_norm, or "cls"
+    pooling: Literal["mean", "cls"] = "mean"  # image classification: mean of the patch tokens + fc_norm, or "cls"
     head_dropout: float = 0.0
     drop_path: float = 0.0  # maximum, rising linearly over the blocks
     dropout: float = 0.0
@@ -34,13 +34,6 @@ class FinetuneModelConfig:
 
 
 @dataclass(frozen=True)
-class LabeledDataConfig:
-    """Base of the labeled data configs; each task's data module registers its kind."""
-
-    kind: str = ""
-
-
-@dataclass(frozen=True)
 class FinetuneTrainConfig:
     """Optimization and run settings; the names match pretraining's `train.*`."""
 
@@ -50,7 +43,7 @@ class FinetuneTrainConfig:
     eps: float = 1e-8
     weight_decay: float = 0.05
     layer_decay: float = 1.0  # lr of block i (1-based, of N) scaled by layer_decay^(N + 1 - i)
-    schedule: str = "cosine"  # cosine | tri_stage | linear (to 0)
+    schedule: Literal["cosine", "tri_stage", "linear"] = "cosine"  # linear: to 0
     warmup_frac: float = 0.1  # of the updates
     hold_frac: float = 0.0  # tri_stage: updates at the peak lr after warm-up
     max_steps: int = 0  # optimizer updates; 0: `epochs` passes over the training set
@@ -60,8 +53,8 @@ class FinetuneTrainConfig:
     clip_norm: float = 0.0  # 0 disables
     label_smoothing: float = 0.0
     freeze_backbone_steps: int = 0  # only the head trains for these first updates
-    bf16: bool | str = "auto"  # true | false | auto: bf16 autocast where the hardware has it
-    compile: bool | str = False  # true | false | auto: torch.compile the Transformer blocks
+    bf16: bool | Literal["auto"] = "auto"  # true | false | auto: bf16 autocast where the hardware has it
+    compile: bool | Literal["auto"] = False  # true | false | auto: torch.compile the Transformer blocks
     seed: int = 1
     device: str = "auto"
     log_every: int = 10
@@ -72,10 +65,10 @@ class FinetuneTrainConfig:
 
 @dataclass(frozen=True)
 class FinetuneConfig:
-    task: str = "image-classification"
+    task: str = "image-classification"  # a task a modality registers (`data2vec finetune --help` lists them)
     init: str = ""  # pretrained weights in any format the loader reads; "": random weights of `preset`
     preset: str = "data2vec2_image_fmnist"  # the architecture when `init` is empty
-    weights: str = "student"  # student | teacher (EMA) weights of `init` | random: `init`'s architecture only
+    weights: Literal["student", "teacher", "random"] = "student"  # student | teacher (EMA) weights of `init` | random: `init`'s architecture only
     modality: str = ""  # the modality of a multimodal `init`; "": the one whose input the task reads
     model: FinetuneModelConfig = field(default_factory=FinetuneModelConfig)
     data: LabeledDataConfig = field(default_factory=LabeledDataConfig)

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import logging
 from pathlib import Path
 from typing import Any, Optional
@@ -12,34 +11,31 @@ from typing import Any, Optional
 import torch
 from torch import Tensor
 
-from data2vec.config import ModelConfig, PretrainConfig
+from data2vec.config import ModelConfig, PretrainConfig, check_choices
 from data2vec.checkpoints.load import read_weights
 from data2vec.heads.model import EncoderWithHead, FeatureMaskConfig
 from data2vec.models import build_finetuned
 from data2vec.train.distributed import distributed_run
 from data2vec.train.finetune import Finetuner, finetune_config_of, read_finetuned
-from data2vec.train.finetune_config import TASKS, FinetuneConfig, FinetuneModelConfig
+from data2vec.train.finetune_config import FinetuneConfig, FinetuneModelConfig
 
 log = logging.getLogger("data2vec")
 
-# task -> (module, task class); the modules register their data kinds on import.
-TASK_CLASSES = {
-    "image-classification": ("data2vec.train.finetune_image", "ImageTask"),
-    "ctc": ("data2vec.train.finetune_audio", "SpeechTask"),
-    "audio-classification": ("data2vec.train.finetune_audio", "SpeechTask"),
-    "sentence": ("data2vec.train.finetune_text", "TextTask"),
-    "token": ("data2vec.train.finetune_text", "TextTask"),
-}
 WEIGHTS = ("student", "teacher", "random")
-INPUT_KINDS = {"image-classification": ("image", "beit"), "ctc": ("audio",), "audio-classification": ("audio",),
-               "sentence": ("text",), "token": ("text",)}
 
 
 def task_class(task: str) -> type:
-    if task not in TASKS:
-        raise ValueError(f"task={task!r}; expected one of {TASKS}")
-    module, name = TASK_CLASSES[task]
-    return getattr(importlib.import_module(module), name)
+    """The `FinetuneTask` class of `task` (each modality registers its tasks: `ModalitySpec.tasks`)."""
+    from data2vec.modalities.registry import resolve, task_spec
+
+    return resolve(task_spec(task).task)
+
+
+def input_kinds(task: str) -> tuple[str, ...]:
+    """The model input kinds `task` fine-tunes."""
+    from data2vec.modalities.registry import task_spec
+
+    return task_spec(task).input_kinds
 
 
 def load_backbone(init: str, preset: str, weights: str = "student", modality: str = "",
@@ -79,10 +75,11 @@ def feature_mask(m: FinetuneModelConfig) -> Optional[FeatureMaskConfig]:
 
 def build_run(cfg: FinetuneConfig) -> tuple[PretrainConfig, EncoderWithHead, Any]:
     """(pretraining config, model, task) of a fine-tuning config: data read, head sized."""
+    check_choices(cfg)
     cls = task_class(cfg.task)
-    pre, state = load_backbone(cfg.init, cfg.preset, cfg.weights, cfg.modality, INPUT_KINDS[cfg.task])
-    if pre.model.input.kind not in INPUT_KINDS[cfg.task]:
-        raise ValueError(f"task={cfg.task} needs a {' or '.join(INPUT_KINDS[cfg.task])} model; "
+    pre, state = load_backbone(cfg.init, cfg.preset, cfg.weights, cfg.modality, input_kinds(cfg.task))
+    if pre.model.input.kind not in input_kinds(cfg.task):
+        raise ValueError(f"task={cfg.task} needs a {' or '.join(input_kinds(cfg.task))} model; "
                          f"{cfg.init or cfg.preset} is a {pre.model.input.kind!r} model")
     task = cls(cfg, pre)
     torch.manual_seed(cfg.train.seed)

@@ -17,7 +17,7 @@ from data2vec import __version__
 from data2vec.algorithms.ema import teacher_lag_warning
 from data2vec.checkpoints.load import RUN_CHECKPOINT, RUN_EXPORT, TRAIN_FORMAT, read_weights
 from data2vec.checkpoints.pretrained import save_pretrained
-from data2vec.config import PretrainConfig, from_dict, save_config, to_dict
+from data2vec.config import PretrainConfig, check_choices, from_dict, save_config, to_dict
 from data2vec.models import build_model, input_key
 from data2vec.train import distributed
 from data2vec.train.checkpoint import (
@@ -97,6 +97,7 @@ class Trainer:
 
     def __init__(self, cfg: PretrainConfig, run_dir: str | Path, resume: bool = False, force: bool = False,
                  init: Optional[str | Path] = None, data: Optional[PretrainData] = None) -> None:
+        check_choices(cfg)
         self.run_dir = Path(run_dir)
         self.dist = distributed.env()
         if self.dist.is_main:

@@ -51,7 +51,7 @@ def _teacher_pass(model, teacher, inputs):
     if model.cfg.teacher.scope == "all":
         feats, pad = mod.local_features(inputs, None)
     ctx = mod.contextualize(feats, pad, None)
-    return t["encoder"](ctx.x, ctx.padding_mask, ctx.attn_bias), feats
+    return t["encoder"](ctx.x, ctx.padding_mask, ctx.attn_bias, ctx.block_bias), feats
 
 
 @pytest.mark.parametrize("kind", ["audio", "text", "beit"])

@@ -89,7 +89,7 @@ def ours_outputs(model, x, pad):
     """(block outputs, final features, padding mask of the features, logits or None)."""
     feats, fpad = model.modality.local_features(x, pad)
     ctx = model.modality.contextualize(feats, fpad, None)
-    out = model.encoder(ctx.x, ctx.padding_mask, ctx.attn_bias)
+    out = model.encoder(ctx.x, ctx.padding_mask, ctx.attn_bias, ctx.block_bias)
     logits = model.head(out.x) if not isinstance(model, Data2Vec1Model) else None
     return out.block_outputs, out.x, fpad, logits
 
@@ -277,7 +277,7 @@ def test_mask_embedding_matches_transformers_masking(modality, cls_name, make_co
         ref = hf(x, **kw).last_hidden_state
         student = torch.where(mask[..., None], ours.mask_emb, feats)
         ctx = ours.modality.contextualize(student, None, None)
-        got = ours.encoder(ctx.x, ctx.padding_mask, ctx.attn_bias).x
+        got = ours.encoder(ctx.x, ctx.padding_mask, ctx.attn_bias, ctx.block_bias).x
     assert max_diff(ref, got) <= TOL
 
 

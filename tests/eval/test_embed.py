@@ -193,7 +193,7 @@ def test_pooled_top_k_layer_norms_each_block_instead_of_zeroing_the_mean(tmp_pat
         pooled = embed_batch(model, cfg.model, wav, None, FeatureSpec("top:2", "mean"))
         feats, pad = model.modality.local_features(wav, None)
         ctx = model.modality.contextualize(feats, pad, None)
-        top = model.encoder(ctx.x, ctx.padding_mask, ctx.attn_bias).layer_results[-2:]
+        top = model.encoder(ctx.x, ctx.padding_mask, ctx.attn_bias, ctx.block_bias).layer_results[-2:]
         ref = sum(F.layer_norm(h.float(), h.shape[-1:]) for h in top) / 2
     torch.testing.assert_close(pooled, ref.mean(1), rtol=1e-5, atol=1e-5)
     assert pooled.abs().max() > 0.1

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from data2vec.config import apply_overrides
+from data2vec.config import ConfigError, apply_overrides, check_choices
 from data2vec.data.text_pretrain import TextDataConfig, build_text_data, prepare_text_corpus, text_tokenizer
 from data2vec.data.tokenizer import train_bpe
 from data2vec.presets import get_preset
@@ -57,8 +57,8 @@ def test_fortune_format_splits_on_percent_lines(tmp_path):
 def test_config_errors_name_the_field(tmp_path, corpus):
     with pytest.raises(ValueError, match="data.path"):
         prepare_text_corpus(TextDataConfig(path=""), 300)
-    with pytest.raises(ValueError, match="data.doc_mode"):
-        prepare_text_corpus(TextDataConfig(path=str(corpus), doc_mode="pages"), 300)
+    with pytest.raises(ConfigError, match="data.doc_mode='pages': expected one of 'blank_line', 'line', 'percent'"):
+        check_choices(TextDataConfig(path=str(corpus), doc_mode="pages"), "data")
     cfg = _cfg(tmp_path, corpus, "data.block_size=128")
     with pytest.raises(ValueError, match="max_positions"):
         build_text_data(cfg.data, cfg.model.input, cfg.train)
