@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from data2vec.config import EncoderConfig
+from data2vec.config import ConfigError, EncoderConfig, check_choices
 from data2vec.masking.audio import block_mask_1d
 from data2vec.masking.common import make_mask_info
 from data2vec.modalities.audio import (
@@ -154,5 +154,5 @@ def test_data2vec_1_0_audio_has_no_alibi_and_draws_equal_count_spans():
     assert enc.contextualize(x, None, None).attn_bias is None
     mask = enc.make_mask(None, 3, 200, torch.Generator().manual_seed(0))
     assert mask.sum(1).unique().numel() == 1 and mask.float().mean() > 0.3
-    with pytest.raises(ValueError, match="mask_type"):
-        AudioEncoder(dataclasses.replace(CFG, mask_type="blocks"), ENC)
+    with pytest.raises(ConfigError, match="model.input.mask_type='blocks': expected one of 'block', 'span'"):
+        check_choices(dataclasses.replace(CFG, mask_type="blocks"), "model.input")

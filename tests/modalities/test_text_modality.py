@@ -88,12 +88,12 @@ def test_embedding_dropout_only_in_training():
 
 
 def test_mask_type_is_checked_and_mlm_masks_spans():
-    from data2vec.config import EncoderConfig
+    from data2vec.config import ConfigError, EncoderConfig, check_choices
     from data2vec.modalities.text import TextEncoder, TextInputConfig
 
     enc = EncoderConfig(dim=16, depth=1, num_heads=2)
-    with pytest.raises(ValueError, match="mask_type"):
-        TextEncoder(TextInputConfig(vocab_size=50, mask_type="bert"), enc)
+    with pytest.raises(ConfigError, match="model.input.mask_type='bert': expected one of 'random', 'mlm'"):
+        check_choices(TextInputConfig(vocab_size=50, mask_type="bert"), "model.input")
     text = TextEncoder(TextInputConfig(vocab_size=50, mask_type="mlm", mask_prob=0.35, mask_span=4), enc)
     mask = text.make_mask(None, 4, 64, torch.Generator().manual_seed(0))
     tokens = torch.randint(4, 49, (4, 64))

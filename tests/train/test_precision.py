@@ -41,7 +41,7 @@ def test_every_preset_defaults_to_auto_and_overrides_parse():
     cfg = get_preset("data2vec2_image_tiny")
     assert apply_overrides(cfg, ["train.bf16=false"]).train.bf16 is False
     assert apply_overrides(apply_overrides(cfg, ["train.bf16=true"]), ["train.bf16=auto"]).train.bf16 == "auto"
-    with pytest.raises(ConfigError, match="expected true, false or auto"):
+    with pytest.raises(ConfigError, match="expected true, false or 'auto'"):
         apply_overrides(cfg, ["train.bf16=yes please"])
 
 
