@@ -280,6 +280,9 @@ def check_choices(cfg: Any, path: str = "") -> Any:
         value, where = getattr(cfg, f.name), f"{path}.{f.name}" if path else f.name
         if dataclasses.is_dataclass(value):
             check_choices(value, where)
+        elif isinstance(value, tuple) and any(dataclasses.is_dataclass(v) for v in value):
+            for i, v in enumerate(value):  # a tuple of sections, e.g. a multimodal model's branches
+                check_choices(v, f"{where}[{i}]")
         else:
             _convert(hints[f.name], list(value) if isinstance(value, tuple) else value, where)
     return cfg
