@@ -17,7 +17,9 @@ image, no masks):
 - `topk_target_mean`: the data2vec target (instance norm over tokens of each block's FFN output,
   averaged, layer norm), mean-pooled. Instance norm removes exactly the per-channel mean over
   tokens, so this pooled feature keeps only what the final layer norm puts back;
-- `last_pool2x2+cls`: the last block's patch tokens average-pooled to a 2x2 grid, plus CLS.
+- `last_pool2x2+cls`: the last block's patch tokens average-pooled to a 2x2 grid, plus CLS;
+- `last2_pool2x2+cls`: the same for the last two blocks, concatenated (the second-to-last block
+  layer-normed per token, as the last block's output is).
 
 Rows go to OUT/probe_curve.json as they are measured (`train_cpu_min` is the process CPU time
 spent in training steps, which with one thread is CPU-minutes of pretraining).
@@ -59,7 +61,11 @@ def feature_kinds(model: torch.nn.Module, dataset, batch_size: int = 500) -> tup
         ln_avg = sum(F.layer_norm(h[:, E:], h.shape[-1:]) for h in o.block_outputs) / L
         target = sum(instance_norm_time(t[:, E:]) for t in o.layer_results) / L
         target = F.layer_norm(target, target.shape[-1:])
-        pooled = F.adaptive_avg_pool2d(patches.transpose(1, 2).reshape(len(x), -1, grid, grid), 2).flatten(1)
+        def pool2x2(h: torch.Tensor) -> torch.Tensor:
+            return F.adaptive_avg_pool2d(h[:, E:].transpose(1, 2).reshape(len(h), -1, grid, grid), 2).flatten(1)
+
+        pooled = pool2x2(x)
+        prev = F.layer_norm(o.block_outputs[-2], o.block_outputs[-2].shape[-1:])
         row = {
             "last_mean+cls": torch.cat([patches.mean(1), x[:, E - 1]], 1),
             "last_cls": x[:, E - 1],
@@ -67,6 +73,7 @@ def feature_kinds(model: torch.nn.Module, dataset, batch_size: int = 500) -> tup
             "topk_ln_mean": ln_avg.mean(1),
             "topk_target_mean": target.mean(1),
             "last_pool2x2+cls": torch.cat([pooled, x[:, E - 1]], 1),
+            "last2_pool2x2+cls": torch.cat([pooled, pool2x2(prev), x[:, E - 1], prev[:, E - 1]], 1),
         }
         for k, v in row.items():
             feats.setdefault(k, []).append(v.float())

@@ -46,14 +46,18 @@ def ctc_100h() -> FinetuneConfig:
 
 
 def _small(task: str, labels: str) -> FinetuneConfig:
+    # Unlike Meta's recipes, nothing is frozen: a conv stack pretrained for minutes is no feature
+    # extractor worth keeping. On the speech corpus (300 labelled utterances, seed 1, validation
+    # split) freezing it, and the backbone for 40 updates, gave CER 76.3% against 66.6% without
+    # (docs/benchmarks-payoff.md, section 5).
     return FinetuneConfig(
         task=task, preset="data2vec2_audio_small",
-        model=FinetuneModelConfig(freeze_feature_extractor=True, mask_prob=0.5, mask_length=5, mask_channel_prob=0.1,
+        model=FinetuneModelConfig(freeze_feature_extractor=False, mask_prob=0.5, mask_length=5, mask_channel_prob=0.1,
                                   mask_channel_length=16),
         data=SpeechLabeledData(labels=labels, max_samples_per_batch=16 * 48_000),
         train=FinetuneTrainConfig(lr=1e-3, min_lr=5e-5, betas=(0.9, 0.98), weight_decay=0.0, schedule="tri_stage",
                                   warmup_frac=0.1, hold_frac=0.4, max_steps=400, batch_size=16, clip_norm=1.0,
-                                  freeze_backbone_steps=40, log_every=10, eval_every=100),
+                                  freeze_backbone_steps=0, log_every=10, eval_every=100),
     )
 
 

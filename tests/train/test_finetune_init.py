@@ -65,7 +65,7 @@ def test_teacher_and_random_weights_are_what_they_say(folder, checkpoint):
 
 
 def test_from_scratch_runs_freeze_nothing_random():
-    recipe = get_recipe("ctc_small")
+    recipe = get_recipe("ctc_10m")
     assert recipe.model.freeze_feature_extractor and recipe.train.freeze_backbone_steps > 0
     pretrained = dataclasses.replace(recipe, init="runs/pre/checkpoints/last.pt")
     assert scratch_policy(pretrained) is pretrained  # pretrained runs keep the recipe

@@ -61,7 +61,7 @@ def test_utterance_classification_and_init_from_a_pretraining_checkpoint(corpus,
     cfg = _cfg(corpus / "train.tsv", "audio_cls_small", f"init={ckpt}", "train.max_steps=4", "train.eval_every=4",
                "train.freeze_backbone_steps=2", "model.mask_prob=0.5", "model.mask_length=5",
                "model.mask_channel_prob=0.2", "model.mask_channel_length=8", "model.layer_drop=0.1",
-               "train.layer_decay=0.8")
+               "train.layer_decay=0.8", "model.freeze_feature_extractor=true")
     _, model, _ = build_run(cfg)
     assert model.encoder.layer_drop == 0.1
     pretrained = load_checkpoint(ckpt)["model"]
