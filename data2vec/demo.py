@@ -84,7 +84,7 @@ def plot_curves(metrics_path: Path, out_png: Path) -> None:
 
 def run_demo(
     out_dir: str | Path, preset: str = DEMO_PRESET, overrides: Optional[list[str]] = None,
-    probe_train: int = 20000, weights: str = "student", pooling: str = "mean+cls", force: bool = False,
+    probe_train: int = 20000, weights: str = "student", pooling: str = "grid+cls", force: bool = False,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Pretrain `preset` into out_dir/pretrain, probe, print the table, write the plot."""

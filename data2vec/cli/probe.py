@@ -26,8 +26,8 @@ def add_feature_arguments(p: argparse.ArgumentParser) -> None:
                    help="last | block:N (block N's output, 1-based) | top:K (average of the top K blocks' normalized "
                         "outputs: the data2vec target representation) | top (the model's own targets.top_k)")
     p.add_argument("--pooling", choices=POOLINGS, default=None,
-                   help="mean over real tokens, the CLS token, both, or none (one row per token); default: mean+cls "
-                        "when the model has a CLS token, else mean")
+                   help="mean over real tokens, the CLS token, both, a 2x2 grid of the tokens and CLS (images), or none (one row per token); default: grid+cls "
+                        "for images, mean+cls for other models with a CLS token, else mean")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--device", default="auto", help="auto (a GPU when there is one), cpu, cuda, ...")
 
@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     require_one_modality(cfg, args.checkpoint)
     spec = FeatureSpec(args.layer, args.pooling or default_pooling(model))
     if spec.pooling == "none":
-        raise ValueError("probes need one vector per input: choose --pooling mean, cls or mean+cls")
+        raise ValueError("probes need one vector per input: choose --pooling mean, cls, mean+cls or grid+cls")
     tokenizer = tokenizer_for(cfg, args.tokenizer)
     feats = []
     for path, limit in ((args.train, args.train_limit), (args.test, 0)):

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
-from data2vec.eval.features import pool_tokens, token_features
+from data2vec.eval.features import pool_tokens, token_features, token_grid
 
 log = logging.getLogger("data2vec")
 
@@ -41,7 +41,7 @@ def encoder_features(model: nn.Module, pooling: str = "mean+cls") -> Callable[[d
 
     def encode(batch: dict[str, Tensor]) -> Tensor:
         x, pad, extra = token_features(model, model.cfg, batch[key], batch.get("padding_mask"))
-        return pool_tokens(x, pad, extra, pooling)
+        return pool_tokens(x, pad, extra, pooling, token_grid(model))
 
     return encode
 

@@ -197,3 +197,28 @@ def test_pooled_top_k_layer_norms_each_block_instead_of_zeroing_the_mean(tmp_pat
         ref = sum(F.layer_norm(h.float(), h.shape[-1:]) for h in top) / 2
     torch.testing.assert_close(pooled, ref.mean(1), rtol=1e-5, atol=1e-5)
     assert pooled.abs().max() > 0.1
+
+
+def test_images_default_to_a_2x2_grid_and_cls(tmp_path, capsys):
+    """The image default keeps where things are: the 7x7 patch grid averaged over 2x2 cells (the
+    middle row and column count in two cells each), then CLS; other models keep mean (+ CLS)."""
+    from data2vec.eval.features import default_pooling
+
+    cfg, model, ckpt = tiny("image", tmp_path)
+    folder = image_folder(tmp_path / "imgs", corrupt=False)
+    emb = embed(ckpt, folder)
+    assert emb.spec.pooling == "grid+cls" == default_pooling(model)
+    from data2vec.eval.inputs import image_inputs
+
+    inputs = image_inputs(folder, cfg)
+    x = torch.stack([inputs.dataset[inputs.names.index(n)]["image"] for n in emb.names])
+    with torch.no_grad():
+        tokens = model.extract_features(x).x
+    grid = tokens[:, 1:].reshape(len(x), 7, 7, -1)
+    cells = [grid[:, r0:r1, c0:c1].mean((1, 2)) for r0, r1 in ((0, 4), (3, 7)) for c0, c1 in ((0, 4), (3, 7))]
+    ref = torch.cat([torch.stack(cells, -1).flatten(1), tokens[:, 0]], 1)
+    torch.testing.assert_close(emb.features, ref, rtol=1e-5, atol=1e-5)
+    _, audio_model, audio_ckpt = tiny("audio", tmp_path)
+    assert default_pooling(audio_model) == "mean"
+    with pytest.raises(ValueError, match="needs a square grid"):
+        embed(audio_ckpt, audio_manifest(tmp_path / "wav", labels=False), pooling="grid+cls")
