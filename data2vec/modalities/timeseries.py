@@ -289,7 +289,7 @@ class SeriesTask:
 
     def __init__(self, cfg: Any, pre: Any) -> None:
         from data2vec.heads.finetuned import HeadConfig
-        from data2vec.train.finetune_image import stratified_split
+        from data2vec.train.finetune_image import training_pool
 
         d, inp = cfg.data, pre.model.input
         if not isinstance(d, SeriesLabeledData):
@@ -301,18 +301,12 @@ class SeriesTask:
         self.batch_size, self.seed = cfg.train.batch_size, cfg.train.seed
         train, self.outputs = open_series(d.train, pre.data, inp)
         self.outputs = list(self.outputs)
-        pool = list(range(len(train)))
-        if d.valid:
-            valid, _ = open_series(d.valid, pre.data, inp, tuple(self.outputs))
+        valid_idx, self.train_idx = training_pool(train.labels, None if d.valid else d.valid_size, d.label_frac,
+                                                  d.split_seed, "series")
+        valid = open_series(d.valid, pre.data, inp, tuple(self.outputs))[0] if d.valid else train
+        if valid_idx is None:
             valid_idx = list(range(len(valid)))
-        else:
-            if not 0 < d.valid_size < len(train):
-                raise ValueError(f"data.valid_size={d.valid_size} must be between 1 and the {len(train)} training series")
-            valid, (valid_idx, pool) = train, stratified_split(train.labels, d.valid_size, d.split_seed)
-        if d.label_frac < 1:
-            kept, _ = stratified_split([train.labels[i] for i in pool], d.label_frac, d.split_seed + 1)
-            pool = [pool[i] for i in kept]
-        self.train, self.train_idx = train, pool
+        self.train = train
         self.eval_sets = {"valid": (valid, valid_idx)}
         self.has_test = bool(d.test)
         if d.test:

@@ -69,6 +69,23 @@ def stratified_split(labels: Sequence[int], take: float | int, seed: int) -> tup
     return sorted(taken), [i for i in range(n) if i not in chosen]
 
 
+def training_pool(labels: Sequence[int], valid_size: Optional[int], label_frac: float, split_seed: int,
+                  noun: str) -> tuple[Optional[list[int]], list[int]]:
+    """(validation indices, training indices) into `labels`: `valid_size` examples held out,
+    stratified (None: the validation set is a separate file, nothing is held out), then the
+    `label_frac` share of every class of the rest. `noun` names the examples in errors."""
+    pool = list(range(len(labels)))
+    valid_idx = None
+    if valid_size is not None:
+        if not 0 < valid_size < len(labels):
+            raise ValueError(f"data.valid_size={valid_size} must be between 1 and the {len(labels)} training {noun}")
+        valid_idx, pool = stratified_split(labels, valid_size, split_seed)
+    if label_frac < 1:
+        kept, _ = stratified_split([labels[i] for i in pool], label_frac, split_seed + 1)
+        pool = [pool[i] for i in kept]
+    return valid_idx, pool
+
+
 def _labeled(path: str, labels: str, channels: int) -> IdxImages | Any:
     if not path:
         raise ValueError("image classification needs data.train=<folder of class sub-folders | idx images file>")
@@ -121,18 +138,11 @@ class ImageTask:
         mean, std = image_stats(pre)
         train = _labeled(d.train, d.train_labels, inp.in_chans)
         labels = list(train.labels)
-        if d.valid:
-            valid_set, pool = _labeled(d.valid, d.valid_labels, inp.in_chans), list(range(len(labels)))
+        valid_idx, self.train_idx = training_pool(labels, None if d.valid else d.valid_size, d.label_frac,
+                                                  d.split_seed, "images")
+        valid_set = _labeled(d.valid, d.valid_labels, inp.in_chans) if d.valid else train
+        if valid_idx is None:
             valid_idx = list(range(len(valid_set)))
-        else:
-            if not 0 < d.valid_size < len(labels):
-                raise ValueError(f"data.valid_size={d.valid_size} must be between 1 and the {len(labels)} training images")
-            valid_idx, pool = stratified_split(labels, d.valid_size, d.split_seed)
-            valid_set = train
-        if d.label_frac < 1:
-            kept, _ = stratified_split([labels[i] for i in pool], d.label_frac, d.split_seed + 1)
-            pool = [pool[i] for i in kept]
-        self.train_idx = pool
         self.outputs = list(train.classes)
         self.head = HeadConfig("image_classification", len(self.outputs), final_norm=cfg.model.pooling == "cls",
                                pooling=cfg.model.pooling, dropout=cfg.model.head_dropout)
