@@ -40,7 +40,7 @@ class FeatureSpec:
 
 def token_grid(model: nn.Module) -> int:
     """Tokens per side when a model's tokens form a square grid (image patches), else 0."""
-    return int(getattr(model.modality, "grid", 0) or 0)
+    return int(model.modality.grid)
 
 
 def default_pooling(model: nn.Module) -> str:

@@ -216,6 +216,7 @@ def alibi_bias(positions: Tensor, slopes: Tensor, scale: Tensor) -> Tensor:
 
 class AudioEncoder(nn.Module):
     input_key = "audio"
+    grid = 0  # tokens form a sequence, not a square grid
     num_extra_tokens = 0
     no_weight_decay = ("alibi_scale",)  # fairseq's composite optimizer: the learned ALiBi scales never decay
 

@@ -44,6 +44,7 @@ class Modality(Protocol):
     noise_std: float  # std of the noise at masked slots of the data2vec 2.0 decoder input
     no_weight_decay: tuple[str, ...]  # parameter names (in this module) that never decay, beyond biases and 1-D
     local_encoder: nn.Module  # raw input -> features; the part a "context" teacher shares
+    grid: int  # tokens per side when the tokens form a square grid (image patches), else 0
 
     def local_features(self, inputs: Tensor, padding_mask: Optional[Tensor] = None) -> tuple[Tensor, Optional[Tensor]]:
         """Raw input (and its padding, True = padding) -> features (B, T, D) and (B, T) | None."""

@@ -72,6 +72,7 @@ class TextEmbedding(nn.Module):
 
 class TextEncoder(nn.Module):
     input_key = "tokens"
+    grid = 0  # tokens form a sequence, not a square grid
     num_extra_tokens = 0  # the <s> token is part of the text; no CLS is added
     no_weight_decay: tuple[str, ...] = ()
 

@@ -200,6 +200,7 @@ def open_series(path: str, stats: SeriesDataConfig, inp: SeriesInputConfig,
 # --------------------------------------------------------------------------- the encoder
 class SeriesEncoder(nn.Module):
     input_key = "series"
+    grid = 0  # tokens form a sequence, not a square grid
     num_extra_tokens = 0
     no_weight_decay: tuple[str, ...] = ()
 

@@ -52,6 +52,7 @@ class FinetuneTask(Protocol):
     head: HeadConfig  # the head to put on the backbone
     outputs: list[str]  # class names or CTC symbols, saved with the model
     metric: str  # default validation metric for model selection
+    has_test: bool  # whether evaluate(model, "test") has data: the selected weights are scored on it
 
     def sizes(self) -> dict[str, int]:
         """Examples per split ("train", "valid", "test"), for the results."""
@@ -308,7 +309,7 @@ class Finetuner:
             "valid": {k[len("valid_"):]: v for k, v in (self.best or {}).items() if k.startswith("valid_")},
             "history": self.history, "checkpoint": str(self.run_dir / "finetuned.pt"),
         }
-        if getattr(self.task, "has_test", False):
+        if self.task.has_test:
             results["test"] = self.evaluate("test")
         if self.dist.is_main:
             (self.run_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
