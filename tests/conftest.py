@@ -65,6 +65,12 @@ def _rank_main(fn, rank, world, port, args):
     import sys
     import traceback
 
+    import torch
+
+    # A forked child that opens a parallel region on the parent's OpenMP thread pool can hang
+    # (libgomp is not fork-safe); one intra-op thread per rank never opens one, as torchrun's
+    # ranks on a shared CPU would be set up anyway.
+    torch.set_num_threads(1)
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), LOCAL_WORLD_SIZE=str(world),
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     try:
