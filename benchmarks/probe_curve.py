@@ -140,10 +140,12 @@ def main() -> None:
                 teacher.load_state_dict(trainer.teacher.module.state_dict(), strict=False)
                 row["teacher"] = probe_all(teacher, train_ds, test_ds, a.small, kinds)
             rows.append(row)
+            trainer.save()  # a run stopped later keeps the weights of its last probed snapshot
             out.write_text(json.dumps({"preset": a.preset, "overrides": a.overrides, "rows": rows}, indent=1))
             print(json.dumps(row), flush=True)
         if step >= snaps[-1] or step >= cfg.train.max_steps:
-            trainer.save()
+            if step not in snaps:
+                trainer.save()
             break
         t0, c0 = time.perf_counter(), time.process_time()
         trainer.train_step(batches)
