@@ -297,8 +297,6 @@ class SeriesTask:
             raise ValueError(f"task=series-classification needs data.kind=timeseries, got {d.kind!r}")
         if not d.train:
             raise ValueError("series classification needs data.train=<a labeled .ts file>")
-        if not 0 < d.label_frac <= 1:
-            raise ValueError(f"data.label_frac={d.label_frac} must be in (0, 1]")
         self.batch_size, self.seed = cfg.train.batch_size, cfg.train.seed
         train, self.outputs = open_series(d.train, pre.data, inp)
         self.outputs = list(self.outputs)

@@ -74,6 +74,8 @@ def training_pool(labels: Sequence[int], valid_size: Optional[int], label_frac: 
     """(validation indices, training indices) into `labels`: `valid_size` examples held out,
     stratified (None: the validation set is a separate file, nothing is held out), then the
     `label_frac` share of every class of the rest. `noun` names the examples in errors."""
+    if not 0 < label_frac <= 1:
+        raise ValueError(f"data.label_frac={label_frac} must be in (0, 1]")
     pool = list(range(len(labels)))
     valid_idx = None
     if valid_size is not None:
@@ -132,8 +134,6 @@ class ImageTask:
         d, inp = cfg.data, pre.model.input
         if not isinstance(d, ImageLabeledData):
             raise ValueError(f"task=image-classification needs data.kind=image, got {d.kind!r}")
-        if not 0 < d.label_frac <= 1:
-            raise ValueError(f"data.label_frac={d.label_frac} must be in (0, 1]")
         self.cfg, self.batch_size, self.seed = cfg, cfg.train.batch_size, cfg.train.seed
         mean, std = image_stats(pre)
         train = _labeled(d.train, d.train_labels, inp.in_chans)
