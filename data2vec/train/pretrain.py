@@ -52,6 +52,10 @@ class RunState:
     skipped: int = 0
     world_size: int = 1
     micro_batch: int = 0
+    # Minutes inside the training loop, wall clock and this process's CPU time (all its threads;
+    # loader workers are other processes), summed over resumed runs: the budget a run has spent.
+    train_min: float = 0.0
+    train_cpu_min: float = 0.0
 
 
 def prepare_run_dir(run_dir: Path, resume: bool, force: bool) -> None:
@@ -136,6 +140,7 @@ class Trainer:
         self.state = RunState(world_size=W, micro_batch=tc.micro_batch)
         self.skips = SkipCounter("samples")
         self._local_skipped = self._local_samples = 0
+        self._clock: Optional[tuple[float, float, float, float]] = None  # set while train() runs
         if ckpt is not None:
             self._restore(ckpt)
         elif self.dist.rank:
@@ -160,6 +165,7 @@ class Trainer:
         """The run's state; a collective under torchrun (every rank must call it)."""
         s = self.state
         self._sync_counts()
+        self._tick()
         rngs = distributed.all_gather_objects(rng_state())
         sharded = distributed.is_sharded(self.model)
         ckpt = {
@@ -173,7 +179,8 @@ class Trainer:
             "scheduler": {"step": s.step, "kind": self.cfg.train.schedule},
             "state": {"step": s.step, "epoch": s.epoch, "batch_in_epoch": s.batch_in_epoch,
                       "samples_seen": s.samples_seen, "skipped": s.skipped, "world_size": s.world_size,
-                      "micro_batch": self.data_micro()},
+                      "micro_batch": self.data_micro(), "train_min": s.train_min,
+                      "train_cpu_min": s.train_cpu_min},
             "rng": rngs[0],
             "rng_ranks": rngs,
             "data": distributed.all_gather_objects(self.data.stream_state()),
@@ -357,6 +364,8 @@ class Trainer:
         logs["masked_views"] *= self.dist.world_size  # per step, all ranks
         logs["views_per_s"] = views * self.dist.world_size / seconds
         logs["skipped_total"] = s.skipped
+        self._tick()
+        logs["train_min"], logs["train_cpu_min"] = s.train_min, s.train_cpu_min
         if self.metrics is not None:
             self.metrics.log(s.step, logs)
         return logs
@@ -373,6 +382,7 @@ class Trainer:
         bar = tqdm(total=tc.max_steps, initial=s.step, disable=not (progress and self.dist.is_main),
                    dynamic_ncols=True, desc="pretrain")
         t0 = time.perf_counter()
+        self._clock = (t0, time.process_time(), s.train_min, s.train_cpu_min)
         window_t, window_views = t0, 0.0
         start_step = s.step
         try:
@@ -396,10 +406,19 @@ class Trainer:
             if self.metrics is not None:
                 self.metrics.close()
         self.save()
+        self._clock = None
         export = self.export()
         elapsed = time.perf_counter() - t0
         return {"steps": s.step, "steps_this_run": s.step - start_step, "seconds": elapsed,
+                "train_min": s.train_min, "train_cpu_min": s.train_cpu_min,
                 "skipped": s.skipped, "checkpoint": str(self.run_dir / LAST), "export": str(export)}
+
+    def _tick(self) -> None:
+        """Bring the run's cumulative wall and CPU minutes up to now (while `train` runs)."""
+        if self._clock is not None:
+            wall0, cpu0, base_wall, base_cpu = self._clock
+            self.state.train_min = base_wall + (time.perf_counter() - wall0) / 60
+            self.state.train_cpu_min = base_cpu + (time.process_time() - cpu0) / 60
 
     def _time_up(self, t0: float, log_step: bool) -> bool:
         """Rank 0's clock decides, at logging steps, so every rank stops after the same step."""

@@ -42,12 +42,17 @@ def test_stop_and_resume_matches_an_uninterrupted_run(fmnist_train, tmp_path, pr
                "model.encoder.dropout=0.1", preset=preset)  # dropout makes RNG restoration matter
     pretrain(cfg, tmp_path / "full", progress=False)
     half = apply_overrides(cfg, ["train.max_steps=5"])
-    pretrain(half, tmp_path / "split", progress=False)
-    pretrain(cfg, tmp_path / "split", resume=True, progress=False)
+    first = pretrain(half, tmp_path / "split", progress=False)
+    second = pretrain(cfg, tmp_path / "split", resume=True, progress=False)
     full = [r["loss"] for r in read_metrics(tmp_path / "full" / "metrics.jsonl")]
-    split = [r["loss"] for r in read_metrics(tmp_path / "split" / "metrics.jsonl")]
+    rows = read_metrics(tmp_path / "split" / "metrics.jsonl")
+    split = [r["loss"] for r in rows]
     assert len(split) == 12
     assert split == full  # bit-identical on CPU
+    # The budget spent carries over a resume: minutes keep growing from where the first part stopped.
+    assert 0 < first["train_cpu_min"] < second["train_cpu_min"] and first["train_min"] < second["train_min"]
+    cpu = [r["train_cpu_min"] for r in rows]
+    assert cpu == sorted(cpu) and cpu[4] <= first["train_cpu_min"] < cpu[5]
     a = load_checkpoint(tmp_path / "full" / "checkpoints" / "last.pt")
     b = load_checkpoint(tmp_path / "split" / "checkpoints" / "last.pt")
     for k in a["model"]:
