@@ -4,8 +4,9 @@
         --baseline 'runs/spfin-random-*' --point 30='runs/sp30-student-*' --point 120='runs/sp120-student-*' \
         --out docs/img/payoff-speech.png
 
-Each `--point MINUTES=GLOB` is one pretraining checkpoint: the runs the glob matches (one per seed)
-give the mean and standard deviation drawn at MINUTES. `--baseline GLOB` is the random-init arm of
+Each `--point MINUTES=GLOB[=SERIES]` is one pretraining checkpoint: the runs the glob matches (one
+per seed) give the mean and standard deviation drawn at MINUTES; points of one SERIES (default
+"pretrained", e.g. the snapshots of one schedule) are joined by a line. `--baseline GLOB` is the random-init arm of
 the same recipe, drawn as a band (it has no pretraining minutes). Prints the table it plots.
 """
 
@@ -17,10 +18,7 @@ import json
 import statistics
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+from plot_payoff import plt, save_figure  # benchmarks/ is the script's folder; pyplot on the Agg backend
 
 
 def scores(pattern: str, metric: str) -> list[float]:
@@ -45,42 +43,39 @@ def summary(xs: list[float]) -> tuple[float, float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--point", action="append", required=True, metavar="MINUTES=GLOB")
+    ap.add_argument("--point", action="append", required=True, metavar="MINUTES=GLOB[=SERIES]")
     ap.add_argument("--baseline", help="glob of the random-init runs")
     ap.add_argument("--metric", required=True, help="a key of results.json's 'test', e.g. acc or cer")
     ap.add_argument("--title", default="")
     ap.add_argument("--out", required=True, help="image file to write (.png)")
     a = ap.parse_args()
-    points = []
+    series: dict[str, list[tuple[float, list[float]]]] = {}
     for spec in a.point:
-        minutes, sep, pattern = spec.partition("=")
-        if not sep:
-            raise SystemExit(f"--point {spec!r}: expected MINUTES=GLOB")
-        points.append((float(minutes), pattern, scores(pattern, a.metric)))
-    points.sort()
+        parts = spec.split("=")
+        if len(parts) not in (2, 3):
+            raise SystemExit(f"--point {spec!r}: expected MINUTES=GLOB or MINUTES=GLOB=SERIES")
+        name = parts[2] if len(parts) == 3 else "pretrained"
+        series.setdefault(name, []).append((float(parts[0]), scores(parts[1], a.metric)))
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    print(f"| pretraining minutes | seeds | test {a.metric} (mean +- sd) |\n|---|---|---|")
+    print(f"| encoder | pretraining minutes | seeds | test {a.metric} (mean +- sd) |\n|---|---|---|---|")
     if a.baseline:
         base = scores(a.baseline, a.metric)
         m, s = summary(base)
-        print(f"| 0 (random init) | {len(base)} | {m:.2f} +- {s:.2f} |")
+        print(f"| random init | 0 | {len(base)} | {m:.2f} +- {s:.2f} |")
         ax.axhspan(m - s, m + s, color="gray", alpha=0.2)
-        ax.axhline(m, color="gray", linestyle="--", label=f"random init ({len(base)} seeds)")
-    xs, ms, ss = [], [], []
-    for minutes, _, vals in points:
-        m, s = summary(vals)
-        print(f"| {minutes:g} | {len(vals)} | {m:.2f} +- {s:.2f} |")
-        xs.append(minutes), ms.append(m), ss.append(s)
-    ax.errorbar(xs, ms, yerr=ss, marker="o", capsize=3, label="pretrained (mean +- sd over seeds)")
+        ax.axhline(m, color="gray", linestyle="--", label=f"random init (mean +- sd, {len(base)} seeds)")
+    for name, points in series.items():
+        points.sort(key=lambda p: p[0])
+        stats = [summary(vals) for _, vals in points]
+        for (minutes, vals), (m, s) in zip(points, stats):
+            print(f"| {name} | {minutes:g} | {len(vals)} | {m:.2f} +- {s:.2f} |")
+        ax.errorbar([p[0] for p in points], [m for m, _ in stats], yerr=[s for _, s in stats], marker="o",
+                    capsize=3, label=f"{name} (mean +- sd over seeds)")
+    ax.set_xlim(left=0)
     ax.set_xlabel("pretraining minutes (one thread)")
     ax.set_ylabel(f"test {a.metric}")
     ax.set_title(a.title, fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(a.out, dpi=110)
-    print(f"wrote {a.out}")
+    save_figure(fig, ax, a.out)
 
 
 if __name__ == "__main__":
