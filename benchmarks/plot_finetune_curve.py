@@ -71,7 +71,7 @@ def main() -> None:
             print(f"| {name} | {minutes:g} | {len(vals)} | {m:.2f} +- {s:.2f} |")
         ax.errorbar([p[0] for p in points], [m for m, _ in stats], yerr=[s for _, s in stats], marker="o",
                     capsize=3, label=f"{name} (mean +- sd over seeds)")
-    ax.set_xlim(left=0)
+    ax.set_xlim(0, 1.08 * max(m for points in series.values() for m, _ in points))
     ax.set_xlabel("pretraining minutes (one thread)")
     ax.set_ylabel(f"test {a.metric}")
     ax.set_title(a.title, fontsize=10)
