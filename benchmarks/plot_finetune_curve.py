@@ -21,8 +21,8 @@ from pathlib import Path
 from plot_payoff import plt, save_figure  # benchmarks/ is the script's folder; pyplot on the Agg backend
 
 
-def scores(pattern: str, metric: str) -> list[float]:
-    """The test `metric` of every run folder `pattern` matches; an error if none match."""
+def scores(pattern: str, metric: str, scale: float = 1.0) -> list[float]:
+    """The test `metric` (times `scale`) of every run folder `pattern` matches; an error if none match."""
     found = []
     for run in sorted(glob.glob(pattern)):
         path = Path(run) / "results.json"
@@ -31,7 +31,7 @@ def scores(pattern: str, metric: str) -> list[float]:
         test = json.loads(path.read_text()).get("test")
         if not test or metric not in test:
             raise SystemExit(f"{path}: no test '{metric}' (has {sorted(test or {})})")
-        found.append(float(test[metric]))
+        found.append(scale * float(test[metric]))
     if not found:
         raise SystemExit(f"{pattern}: no run folder with a results.json")
     return found
@@ -46,6 +46,7 @@ def main() -> None:
     ap.add_argument("--point", action="append", required=True, metavar="MINUTES=GLOB[=SERIES]")
     ap.add_argument("--baseline", help="glob of the random-init runs")
     ap.add_argument("--metric", required=True, help="a key of results.json's 'test', e.g. acc or cer")
+    ap.add_argument("--scale", type=float, default=1.0, help="multiply the scores, e.g. 100 for fractions as %%")
     ap.add_argument("--title", default="")
     ap.add_argument("--out", required=True, help="image file to write (.png)")
     a = ap.parse_args()
@@ -55,11 +56,11 @@ def main() -> None:
         if len(parts) not in (2, 3):
             raise SystemExit(f"--point {spec!r}: expected MINUTES=GLOB or MINUTES=GLOB=SERIES")
         name = parts[2] if len(parts) == 3 else "pretrained"
-        series.setdefault(name, []).append((float(parts[0]), scores(parts[1], a.metric)))
+        series.setdefault(name, []).append((float(parts[0]), scores(parts[1], a.metric, a.scale)))
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     print(f"| encoder | pretraining minutes | seeds | test {a.metric} (mean +- sd) |\n|---|---|---|---|")
     if a.baseline:
-        base = scores(a.baseline, a.metric)
+        base = scores(a.baseline, a.metric, a.scale)
         m, s = summary(base)
         print(f"| random init | 0 | {len(base)} | {m:.2f} +- {s:.2f} |")
         ax.axhspan(m - s, m + s, color="gray", alpha=0.2)
