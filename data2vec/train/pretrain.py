@@ -6,7 +6,7 @@ import json
 import logging
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
@@ -177,10 +177,7 @@ class Trainer:
             "teacher": self.teacher.state_dict(),
             "optimizer": {} if sharded else self.optimizer.state_dict(),
             "scheduler": {"step": s.step, "kind": self.cfg.train.schedule},
-            "state": {"step": s.step, "epoch": s.epoch, "batch_in_epoch": s.batch_in_epoch,
-                      "samples_seen": s.samples_seen, "skipped": s.skipped, "world_size": s.world_size,
-                      "micro_batch": self.data_micro(), "train_min": s.train_min,
-                      "train_cpu_min": s.train_cpu_min},
+            "state": {**asdict(s), "micro_batch": self.data_micro()},
             "rng": rngs[0],
             "rng_ranks": rngs,
             "data": distributed.all_gather_objects(self.data.stream_state()),
