@@ -23,7 +23,8 @@ def add_feature_arguments(p: argparse.ArgumentParser) -> None:
                    help="student weights (what data2vec 2.0 fine-tunes) or the EMA teacher")
     p.add_argument("--modality", help="the modality to read from a multimodal checkpoint (e.g. image, audio, text)")
     p.add_argument("--layer", default="last",
-                   help="last | block:N (block N's output, 1-based) | top:K (average of the top K blocks' normalized "
+                   help="last | block:N (block N's output, 1-based) | input (what block 1 reads: local features with "
+                        "positions) | top:K (average of the top K blocks' normalized "
                         "outputs: the data2vec target representation) | top (the model's own targets.top_k)")
     p.add_argument("--pooling", choices=POOLINGS, default=None,
                    help="mean over real tokens, the CLS token, both, a 2x2 grid of the tokens and CLS (images), or none (one row per token); default: grid+cls "

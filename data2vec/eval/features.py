@@ -1,6 +1,7 @@
 """Frozen features of any data2vec model: a choice of layer and of pooling.
 
-Layers: "last" (the encoder output), "block:N" (block N's output, 1-based) or "top:K" / "top"
+Layers: "last" (the encoder output), "block:N" (block N's output, 1-based), "input" (what
+block 1 reads: the local features after the modality's positional encoding) or "top:K" / "top"
 (the average of the top K blocks' normalized outputs: the data2vec target representation,
 computed by the same `make_targets` as the teacher's targets; "top" uses the model's own
 `targets.top_k`). Pooled top-K features normalize each block per token (layer norm) instead of
@@ -31,7 +32,7 @@ POOLINGS = ("mean", "cls", "mean+cls", "grid+cls", "none")
 
 @dataclass(frozen=True)
 class FeatureSpec:
-    """Which representation to read out: `layer` ("last", "block:N", "top:K", "top") and
+    """Which representation to read out: `layer` ("last", "block:N", "input", "top:K", "top") and
     `pooling` (one of POOLINGS)."""
 
     layer: str = "last"
@@ -52,17 +53,20 @@ def default_pooling(model: nn.Module) -> str:
 
 
 def parse_layer(layer: str, cfg: ModelConfig) -> tuple[str, int]:
-    """("last", 0), ("block", N) or ("top", K) for a layer spec, checked against `cfg`."""
+    """("last", 0), ("block", N), ("block", 0) for "input" or ("top", K) for a layer spec,
+    checked against `cfg`."""
     depth = cfg.encoder.depth
     name, _, arg = layer.partition(":")
     if name == "last" and not arg:
         return "last", 0
+    if name == "input" and not arg:
+        return "block", 0
     if name == "top" and not arg:
         return "top", cfg.targets.top_k
     if name in ("block", "top") and arg.isdigit() and 1 <= int(arg) <= depth:
         return name, int(arg)
     raise ValueError(f"layer={layer!r}: expected 'last', 'block:N' or 'top:K' with 1 <= N, K <= {depth} "
-                     "(the encoder's depth), or 'top' (the model's targets.top_k)")
+                     "(the encoder's depth), 'input' or 'top' (the model's targets.top_k)")
 
 
 def pooled_targets(targets: TargetConfig) -> TargetConfig:
@@ -76,8 +80,8 @@ def token_features(model: nn.Module, cfg: ModelConfig, inputs: Tensor, padding_m
     """Encode every token (nothing masked) and read out `layer` (`pooled`: for a pooling other
     than "none", which changes how "top:K" normalizes; see the module docstring).
 
-    Returns (x, pad, E): x (B, E + T, D) with the E extra tokens in front for "last" and
-    "block:N", (B, T, D) float32 with E = 0 for "top:K" (targets carry no extra tokens); pad
+    Returns (x, pad, E): x (B, E + T, D) with the E extra tokens in front for "last",
+    "block:N" and "input", (B, T, D) float32 with E = 0 for "top:K" (targets carry no extra tokens); pad
     (B, E + T) / (B, T) bool, True = padding, or None.
     """
     kind, n = parse_layer(layer, cfg)
@@ -87,6 +91,9 @@ def token_features(model: nn.Module, cfg: ModelConfig, inputs: Tensor, padding_m
     out = model.encoder(ctx.x, ctx.padding_mask, ctx.attn_bias, ctx.block_bias)
     if kind == "last":
         return out.x, ctx.padding_mask, extra
+    if kind == "block" and n == 0:
+        norm = model.encoder.input_norm
+        return (ctx.x if norm is None else norm(ctx.x)), ctx.padding_mask, extra
     if kind == "block":
         return out.block_outputs[n - 1], ctx.padding_mask, extra
     layers = out.layer_results if cfg.targets.layer == "ffn" else out.block_outputs

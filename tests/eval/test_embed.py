@@ -19,8 +19,9 @@ from data2vec.cli import main
 from data2vec.config import apply_overrides
 from data2vec.data.tokenizer import TextTokenizer, train_bpe
 from data2vec.eval.embed import embed
-from data2vec.eval.features import parse_layer
+from data2vec.eval.features import parse_layer, token_features
 from data2vec.models import build_model
+from data2vec.nn.attention import combine_masks
 from data2vec.presets import get_preset, tiny_overrides
 
 WORDS = "red green blue yellow one two three four cat dog".split()
@@ -142,11 +143,25 @@ def test_text_embeddings_from_txt_and_jsonl(tmp_path):
     torch.testing.assert_close(emb.features[:1], ref, rtol=1e-5, atol=1e-5)
 
 
+def test_input_layer_is_what_the_first_block_reads(tmp_path):
+    cfg, model, ckpt = tiny("audio", tmp_path)
+    wav = torch.randn(2, 8000)
+    with torch.no_grad():
+        x, pad, extra = token_features(model, cfg.model, wav, None, "input")
+        ctx = model.modality.contextualize(*model.modality.local_features(wav, None), None)
+        after_one, _ = model.encoder.blocks[0](x, combine_masks(None, ctx.attn_bias, x.dtype))
+        block1, _, _ = token_features(model, cfg.model, wav, None, "block:1")
+    torch.testing.assert_close(x, ctx.x)
+    assert extra == model.modality.num_extra_tokens and pad is None
+    torch.testing.assert_close(after_one, block1)
+
+
 def test_layer_choices_and_errors(tmp_path, capsys):
     cfg, _, ckpt = tiny("image", tmp_path)
     assert parse_layer("top", cfg.model) == ("top", cfg.model.targets.top_k)
     assert parse_layer("block:2", cfg.model) == ("block", 2)
-    for bad in ("block:0", f"block:{cfg.model.encoder.depth + 1}", "first", "top:x"):
+    assert parse_layer("input", cfg.model) == ("block", 0)
+    for bad in ("block:0", f"block:{cfg.model.encoder.depth + 1}", "first", "top:x", "input:1"):
         with pytest.raises(ValueError, match="expected 'last', 'block:N' or 'top:K'"):
             parse_layer(bad, cfg.model)
     folder = image_folder(tmp_path / "imgs", corrupt=False)
