@@ -53,14 +53,13 @@ def default_pooling(model: nn.Module) -> str:
 
 
 def parse_layer(layer: str, cfg: ModelConfig) -> tuple[str, int]:
-    """("last", 0), ("block", N), ("block", 0) for "input" or ("top", K) for a layer spec,
-    checked against `cfg`."""
+    """("last", 0), ("input", 0), ("block", N) or ("top", K) for a layer spec, checked against `cfg`."""
     depth = cfg.encoder.depth
     name, _, arg = layer.partition(":")
     if name == "last" and not arg:
         return "last", 0
     if name == "input" and not arg:
-        return "block", 0
+        return "input", 0
     if name == "top" and not arg:
         return "top", cfg.targets.top_k
     if name in ("block", "top") and arg.isdigit() and 1 <= int(arg) <= depth:
@@ -88,12 +87,11 @@ def token_features(model: nn.Module, cfg: ModelConfig, inputs: Tensor, padding_m
     modality, extra = model.modality, model.modality.num_extra_tokens
     feats, pad = modality.local_features(inputs, padding_mask)
     ctx = modality.contextualize(feats, pad, None)
+    if kind == "input":
+        return ctx.x, ctx.padding_mask, extra
     out = model.encoder(ctx.x, ctx.padding_mask, ctx.attn_bias, ctx.block_bias)
     if kind == "last":
         return out.x, ctx.padding_mask, extra
-    if kind == "block" and n == 0:
-        norm = model.encoder.input_norm
-        return (ctx.x if norm is None else norm(ctx.x)), ctx.padding_mask, extra
     if kind == "block":
         return out.block_outputs[n - 1], ctx.padding_mask, extra
     layers = out.layer_results if cfg.targets.layer == "ffn" else out.block_outputs

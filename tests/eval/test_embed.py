@@ -160,7 +160,7 @@ def test_layer_choices_and_errors(tmp_path, capsys):
     cfg, _, ckpt = tiny("image", tmp_path)
     assert parse_layer("top", cfg.model) == ("top", cfg.model.targets.top_k)
     assert parse_layer("block:2", cfg.model) == ("block", 2)
-    assert parse_layer("input", cfg.model) == ("block", 0)
+    assert parse_layer("input", cfg.model) == ("input", 0)
     for bad in ("block:0", f"block:{cfg.model.encoder.depth + 1}", "first", "top:x", "input:1"):
         with pytest.raises(ValueError, match="expected 'last', 'block:N' or 'top:K'"):
             parse_layer(bad, cfg.model)
