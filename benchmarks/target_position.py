@@ -17,10 +17,8 @@ Works for any single-modality checkpoint whose tokens form a sequence (speech, t
 from __future__ import annotations
 
 import argparse
-import dataclasses
 
 import torch
-from torch.utils.data import Subset
 
 from data2vec.checkpoints.load import load_model
 from data2vec.eval.embed import extract, tokenizer_for
@@ -42,13 +40,10 @@ def main() -> None:
     cfg = teacher.cfg
     torch.manual_seed(a.seed)
     nets = {"EMA teacher": teacher.model, "random init": build_model(cfg.model).eval()}
-    inputs = open_inputs(a.inputs, cfg, tokenizer=tokenizer_for(cfg))
-    n = min(a.limit, len(inputs.dataset))
-    inputs = dataclasses.replace(inputs, dataset=Subset(inputs.dataset, range(n)), names=inputs.names[:n],
-                                 labels=inputs.labels[:n] if inputs.labels is not None else None)
+    inputs = open_inputs(a.inputs, cfg, tokenizer=tokenizer_for(cfg), limit=a.limit)
     for name, net in nets.items():
         emb = extract(net, cfg, inputs, FeatureSpec("top", "none"))
-        targets = [emb.features[s:e] for s, e in zip(emb.offsets[:-1], emb.offsets[1:])]
+        targets = list(emb.features.split(emb.offsets.diff().tolist()))
         share = position_share(targets, a.edge)
         print(f"{name}: {100 * share:.1f}% of the target variance is explained by position "
               f"({len(targets)} sequences, {sum(map(len, targets))} tokens)")
