@@ -9,6 +9,7 @@ lr, greedy decoding. Layer-wise lr decay (`train.layer_decay` < 1) is available 
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -20,10 +21,12 @@ from data2vec.data.audio import load_audio, normalize_waveform
 from data2vec.data.audio_labeled import LabeledAudio, batch_plan, class_index, labeled_batches, open_labeled
 from data2vec.eval.metrics import accuracy
 from data2vec.heads.classification import classification_loss
-from data2vec.heads.ctc import Vocabulary, ctc_loss, error_rates, greedy_decode
+from data2vec.heads.ctc import Vocabulary, blank_plateau_hint, ctc_loss, error_rates, greedy_decode
 from data2vec.heads.finetuned import HeadConfig
 from data2vec.heads.model import EncoderWithHead
 from data2vec.train.finetune_config import FinetuneConfig, LabeledDataConfig
+
+log = logging.getLogger("data2vec")
 
 
 @register_kind
@@ -118,7 +121,11 @@ class SpeechTask:
         pred = self.predict(model, data)
         idx = sorted(pred)  # unreadable utterances have no prediction and are left out
         if self.ctc:
-            return error_rates([pred[i] for i in idx], [data.texts[i] for i in idx])
+            rates = error_rates([pred[i] for i in idx], [data.texts[i] for i in idx])
+            hint = blank_plateau_hint(rates) if split == "valid" else None
+            if hint:
+                log.warning("%s: %s", split, hint)
+            return rates
         _, truth = class_index([data.labels[i] for i in idx], tuple(self.outputs))
         _, guess = class_index([pred[i] for i in idx], tuple(self.outputs))
         return {"accuracy": 100.0 * accuracy(guess, truth)}

@@ -3,7 +3,8 @@ import torch
 
 from data2vec.heads.classification import MeanPoolClassifier, classification_loss, masked_mean
 from data2vec.heads.ctc import (
-    CTCHead, Vocabulary, ctc_loss, edit_distance, error_rates, greedy_decode, letters_from_words, words_from_letters,
+    CTCHead, Vocabulary, blank_plateau_hint, ctc_loss, edit_distance, error_rates, greedy_decode, letters_from_words,
+    words_from_letters,
 )
 
 
@@ -34,8 +35,17 @@ def test_edit_distance_and_error_rates():
     r = error_rates(["THE CAT SAT", "ONE TWO"], ["THE CAT SAT", "ONE TOO"])
     assert r["wer"] == pytest.approx(100 * 1 / 5)
     assert r["cer"] == pytest.approx(100 * 1 / (11 + 7))
+    assert r["length"] == pytest.approx(100.0)
     with pytest.raises(ValueError):
         error_rates(["A"], [])
+
+
+def test_blank_plateau_hint_fires_on_mostly_empty_transcripts():
+    refs = ["THE CAT SAT", "ONE TWO"]
+    empty = error_rates(["", "O"], refs)
+    assert empty["length"] == pytest.approx(100 * 1 / 18)
+    assert "blanks" in blank_plateau_hint(empty)
+    assert blank_plateau_hint(error_rates(["THE CAT", "ONE TO"], refs)) is None
 
 
 def test_ctc_loss_trains_the_head_and_ignores_impossible_targets():
