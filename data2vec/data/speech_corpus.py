@@ -302,7 +302,9 @@ def synthesize_corpus(
 ) -> list[Utterance]:
     """Synthesize ``num_utterances`` utterances into ``out_dir``; returns them with lengths.
 
-    Deterministic given ``seed`` and the installed espeak-ng. ``voices``/``variants`` default to
+    Deterministic given ``seed`` and the installed espeak-ng. The speaker split depends on the seed
+    and the voices only, so a larger corpus of the same seed (more unlabeled audio to pretrain on)
+    holds out the same validation and test speakers. ``voices``/``variants`` default to
     everything the installed espeak-ng lists. ``num_workers`` espeak-ng processes run at once
     (threads only wait on them, so no Python worker processes are needed).
     """

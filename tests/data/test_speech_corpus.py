@@ -93,6 +93,18 @@ def test_plan_is_deterministic_and_varied() -> None:
     assert counts == {"train": 160, "valid": 20, "test": 20}
 
 
+def test_a_larger_corpus_of_the_same_seed_keeps_the_held_out_speakers() -> None:
+    # A bigger unlabeled corpus for pretraining (same seed, larger --num) must not train on the
+    # voices a smaller corpus holds out for validation and test.
+    voices = ["en-us", "en-gb", "en-029", "en-gb-scotland", "en-us-nyc"]
+    variants = [f"m{i}" for i in range(1, 8)] + ["f1", "f2", "f3"]
+    small, large = plan_corpus(100, 5, voices, variants), plan_corpus(600, 5, voices, variants)
+    for held_out in ("valid", "test"):
+        for key in ("voice", "variant"):
+            assert not ({getattr(u, key) for u in large if u.split == "train"}
+                        & {getattr(u, key) for u in small if u.split == held_out}), (held_out, key)
+
+
 def test_plan_with_few_voices_still_holds_out_variants() -> None:
     plan = plan_corpus(30, 0, ["en-us"], ["f1", "f2", "m1", "m2", "m3"])
     train = {u.variant for u in plan if u.split == "train"}
