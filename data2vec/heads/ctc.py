@@ -127,17 +127,23 @@ def error_rates(hypotheses: Sequence[str], references: Sequence[str]) -> dict[st
 
 # Below this output length (percent of the references' characters) the head emits mostly blanks.
 PLATEAU_LENGTH = 30.0
+# Evaluations in a row on the plateau before it is worth a warning: the first one or two
+# evaluations of a healthy run often sit there too.
+PLATEAU_EVALS = 3
 
 
-def blank_plateau_hint(rates: dict[str, float]) -> Optional[str]:
-    """A warning when transcripts are mostly empty (`error_rates` output), else None.
+def blank_plateau_hint(lengths: Sequence[float]) -> Optional[str]:
+    """A warning when the last `PLATEAU_EVALS` validation outputs were mostly empty, else None.
 
+    `lengths`: the `length` of every validation evaluation so far (`error_rates`), oldest first.
     Early in CTC training the cheapest output is all blanks; small models can sit on that
     plateau for hundreds of updates before they start to spell (on the speech corpus one seed
-    of `ctc_small` stayed there until update 400 of 800 and ended 6 CER points behind the others).
+    of `ctc_small` stayed there until update 400 of 800 and ended 6 CER points behind the others,
+    while healthy runs left it by update 200 or 300).
     """
-    if rates["length"] >= PLATEAU_LENGTH:
+    recent = list(lengths)[-PLATEAU_EVALS:]
+    if len(recent) < PLATEAU_EVALS or max(recent) >= PLATEAU_LENGTH:
         return None
-    return (f"the transcripts hold {rates['length']:.0f}% of the reference characters: the CTC head still emits "
-            "mostly blanks (a plateau that can last hundreds of updates); if it lasts to the end, give more "
-            "updates (train.max_steps) or a higher train.lr")
+    return (f"for {PLATEAU_EVALS} evaluations the transcripts held under {PLATEAU_LENGTH:.0f}% of the reference "
+            f"characters ({recent[-1]:.0f}% now): the CTC head still emits mostly blanks; if this lasts to the end, "
+            "give more updates (train.max_steps) or a higher train.lr")

@@ -75,6 +75,7 @@ class SpeechTask:
             classes, self.train_targets = class_index(train.labels)
             class_index(self.splits["valid"].labels, classes)  # every validation label is a training class
             self.outputs, self.metric = list(classes), "accuracy"
+        self.valid_lengths: list[float] = []  # CTC output length of every validation evaluation
         self.head = HeadConfig("ctc" if self.ctc else "audio_classification", len(self.outputs),
                                dropout=cfg.model.head_dropout)
 
@@ -122,9 +123,11 @@ class SpeechTask:
         idx = sorted(pred)  # unreadable utterances have no prediction and are left out
         if self.ctc:
             rates = error_rates([pred[i] for i in idx], [data.texts[i] for i in idx])
-            hint = blank_plateau_hint(rates) if split == "valid" else None
-            if hint:
-                log.warning("%s: %s", split, hint)
+            if split == "valid":
+                self.valid_lengths.append(rates["length"])
+                hint = blank_plateau_hint(self.valid_lengths)
+                if hint:
+                    log.warning("%s", hint)
             return rates
         _, truth = class_index([data.labels[i] for i in idx], tuple(self.outputs))
         _, guess = class_index([pred[i] for i in idx], tuple(self.outputs))

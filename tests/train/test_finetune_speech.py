@@ -84,3 +84,18 @@ def test_bad_labeled_data_gives_a_clear_error(corpus, tmp_path):
         run_finetune(_cfg(tiny), tmp_path / "run")
     with pytest.raises(FileNotFoundError, match="label file"):
         run_finetune(_cfg(tiny, "ctc_small", "data.labels=wrd"), tmp_path / "run2")
+
+
+def test_ctc_warns_when_validation_transcripts_stay_empty(corpus, tmp_path, monkeypatch, caplog):
+    from data2vec.train.finetune_audio import SpeechTask
+
+    tiny = subset(corpus, tmp_path, 4)
+    task = SpeechTask(_cfg(tiny), get_preset("data2vec2_audio_tiny"))
+    monkeypatch.setattr(task, "predict", lambda model, data: {i: "" for i in range(len(data.texts))})
+    caplog.set_level("WARNING", logger="data2vec")
+    warned = []
+    for _ in range(3):
+        rates = task.evaluate(None, "valid")
+        warned.append("mostly blanks" in caplog.text)
+    assert rates["length"] == 0 and rates["cer"] == 100
+    assert warned == [False, False, True]
