@@ -9,7 +9,7 @@ from data2vec.data.audio import read_manifest, write_manifest
 from data2vec.presets import get_preset
 from data2vec.recipes import get_recipe
 from data2vec.train.checkpoint import load_checkpoint
-from data2vec.train.finetune_audio import transcribe
+from data2vec.train.finetune_audio import SpeechTask, transcribe
 from data2vec.train.finetune_run import build_run, load_finetuned, run_finetune
 from data2vec.train.pretrain import pretrain
 
@@ -87,8 +87,6 @@ def test_bad_labeled_data_gives_a_clear_error(corpus, tmp_path):
 
 
 def test_ctc_warns_when_validation_transcripts_stay_empty(corpus, tmp_path, monkeypatch, caplog):
-    from data2vec.train.finetune_audio import SpeechTask
-
     tiny = subset(corpus, tmp_path, 4)
     task = SpeechTask(_cfg(tiny), get_preset("data2vec2_audio_tiny"))
     monkeypatch.setattr(task, "predict", lambda model, data: {i: "" for i in range(len(data.texts))})
