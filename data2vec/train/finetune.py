@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from data2vec import __version__
 from data2vec.config import PretrainConfig, from_dict, save_config, to_dict
+from data2vec.heads.ctc import blank_plateau_hint
 from data2vec.heads.finetuned import HeadConfig
 from data2vec.heads.model import EncoderWithHead
 from data2vec.train import distributed
@@ -280,6 +281,7 @@ class Finetuner:
                            **{f"valid_{k}": v for k, v in self.evaluate("valid").items()}}
                     self.history.append(row)
                     self._offer_best(row)
+                    self._warn_blank_plateau()
                     logs.update({k: v for k, v in row.items() if k.startswith("valid_")})
                     log.info("update %d: %s", s.step, {k: round(v, 4) for k, v in row.items()})
                 if self.metrics is not None and (s.step % tc.log_every == 0 or "valid_" + self.metric in logs):
@@ -294,6 +296,14 @@ class Finetuner:
             if self.metrics is not None:
                 self.metrics.close()
         return self._finish(time.perf_counter() - t0)
+
+    def _warn_blank_plateau(self) -> None:
+        # Read from the history, not kept by the task, so a resumed run counts the evaluations
+        # before the restart too; only CTC tasks report `length`.
+        lengths = [row["valid_length"] for row in self.history if "valid_length" in row]
+        hint = blank_plateau_hint(lengths) if lengths else None
+        if hint:
+            log.warning("%s", hint)
 
     def _finish(self, seconds: float) -> dict[str, Any]:
         """Keep the best evaluation's weights, test them, write finetuned.pt and results.json."""

@@ -21,7 +21,7 @@ from data2vec.data.audio import load_audio, normalize_waveform
 from data2vec.data.audio_labeled import LabeledAudio, batch_plan, class_index, labeled_batches, open_labeled
 from data2vec.eval.metrics import accuracy
 from data2vec.heads.classification import classification_loss
-from data2vec.heads.ctc import Vocabulary, blank_plateau_hint, ctc_loss, error_rates, greedy_decode
+from data2vec.heads.ctc import Vocabulary, ctc_loss, error_rates, greedy_decode
 from data2vec.heads.finetuned import HeadConfig
 from data2vec.heads.model import EncoderWithHead
 from data2vec.train.finetune_config import FinetuneConfig, LabeledDataConfig
@@ -75,7 +75,6 @@ class SpeechTask:
             classes, self.train_targets = class_index(train.labels)
             class_index(self.splits["valid"].labels, classes)  # every validation label is a training class
             self.outputs, self.metric = list(classes), "accuracy"
-        self.valid_lengths: list[float] = []  # CTC output length of every validation evaluation
         self.head = HeadConfig("ctc" if self.ctc else "audio_classification", len(self.outputs),
                                dropout=cfg.model.head_dropout)
 
@@ -122,13 +121,7 @@ class SpeechTask:
         pred = self.predict(model, data)
         idx = sorted(pred)  # unreadable utterances have no prediction and are left out
         if self.ctc:
-            rates = error_rates([pred[i] for i in idx], [data.texts[i] for i in idx])
-            if split == "valid":
-                self.valid_lengths.append(rates["length"])
-                hint = blank_plateau_hint(self.valid_lengths)
-                if hint:
-                    log.warning("%s", hint)
-            return rates
+            return error_rates([pred[i] for i in idx], [data.texts[i] for i in idx])
         _, truth = class_index([data.labels[i] for i in idx], tuple(self.outputs))
         _, guess = class_index([pred[i] for i in idx], tuple(self.outputs))
         return {"accuracy": 100.0 * accuracy(guess, truth)}
