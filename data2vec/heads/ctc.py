@@ -138,8 +138,8 @@ def blank_plateau_hint(lengths: Sequence[float]) -> Optional[str]:
     `lengths`: the `length` of every validation evaluation so far (`error_rates`), oldest first.
     Early in CTC training the cheapest output is all blanks; small models can sit on that
     plateau for hundreds of updates before they start to spell (on the speech corpus one seed
-    of `ctc_small` stayed there until update 400 of 800 and ended 6 CER points behind the others,
-    while healthy runs left it by update 200 or 300).
+    of `ctc_small`, then 800 updates long, stayed there until update 400 and ended 6 CER points
+    behind the others, while healthy runs left it by update 200 or 300).
     """
     recent = list(lengths)[-PLATEAU_EVALS:]
     if len(recent) < PLATEAU_EVALS or max(recent) >= PLATEAU_LENGTH:
