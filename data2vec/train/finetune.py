@@ -111,12 +111,25 @@ def finetune_param_groups(model: nn.Module, weight_decay: float, layer_decay: fl
     return [{"params": ps, "weight_decay": 0.0 if nd else weight_decay, "lr_scale": s} for (nd, s), ps in groups.items()]
 
 
+def quarter_means(losses: list[float]) -> tuple[float, float]:
+    """Means of the first and the last quarter of `losses` (one quarter holds at least one)."""
+    q = max(1, len(losses) // 4)
+    return sum(losses[:q]) / q, sum(losses[-q:]) / q
+
+
 def loss_stalled(losses: list[float], tolerance: float = 0.01) -> bool:
     """True when the mean of the last quarter of `losses` is within `tolerance` (relative) of
-    the first quarter's, or higher: the first epoch taught the model nothing."""
-    q = max(1, len(losses) // 4)
-    first, last = sum(losses[:q]) / q, sum(losses[-q:]) / q
+    the first quarter's, or higher: those updates taught the model nothing."""
+    first, last = quarter_means(losses)
     return last >= first * (1 - tolerance)
+
+
+def stall_check_step(steps_per_epoch: int, tc: FinetuneTrainConfig, total: int) -> int:
+    """The update after which a flat training loss is worth a warning: the end of the first
+    epoch or of the lr warm-up, whichever is later. On a small labelled set one epoch is a
+    handful of updates at a fraction of the peak lr, where noisy per-batch losses of runs that
+    go on to learn often do not fall yet."""
+    return min(total, max(steps_per_epoch, int(tc.warmup_frac * total)))
 
 
 @dataclass
@@ -148,6 +161,7 @@ class Finetuner:
         self.steps_per_epoch = per_epoch
         self.total = tc.max_steps or tc.epochs * per_epoch
         self.eval_every = tc.eval_every or per_epoch
+        self.stall_check = stall_check_step(per_epoch, tc, self.total)
         self.ckpt_every = tc.ckpt_every or self.eval_every
         self.metric = tc.select_metric or task.metric
         self.device = resolve_device(tc.device)
@@ -270,11 +284,12 @@ class Finetuner:
             while s.step < self.total:
                 logs = self.train_step(batches)
                 window.append(logs.get("loss", float("nan")))
-                del window[:-max(self.eval_every, self.steps_per_epoch)]
+                del window[:-max(self.eval_every, self.stall_check)]
                 bar.update(1)
-                if s.step == self.steps_per_epoch and loss_stalled(window):
-                    log.warning("the training loss did not move in the first epoch (%.4f -> %.4f): try a higher "
-                                "train.lr, a shorter train.warmup_frac or more train.epochs", window[0], window[-1])
+                if s.step == self.stall_check and loss_stalled(window):
+                    log.warning("the training loss did not move in the first %d updates (the first epoch and the lr "
+                                "warm-up; mean of the first quarter %.4f, of the last %.4f): try a higher train.lr or "
+                                "more train.epochs", s.step, *quarter_means(window))
                 if s.step % self.eval_every == 0 or s.step == self.total:
                     row = {"step": s.step, "epoch": s.step / self.steps_per_epoch,
                            "train_loss": sum(window[-self.eval_every:]) / len(window[-self.eval_every:]),

@@ -12,7 +12,8 @@ from PIL import Image
 from data2vec.config import apply_overrides
 from data2vec.recipes import get_recipe
 from data2vec.train.checkpoint import load_checkpoint
-from data2vec.train.finetune import Finetuner, block_index, finetune_lr, finetune_param_groups, loss_stalled
+from data2vec.train.finetune import (Finetuner, block_index, finetune_lr, finetune_param_groups, loss_stalled,
+                                     stall_check_step)
 from data2vec.train.finetune_config import FinetuneTrainConfig
 from data2vec.train.finetune_image import stratified_split
 from data2vec.train.finetune_run import build_run, load_finetuned, run_finetune
@@ -144,6 +145,10 @@ def test_schedules_stall_check_and_stratified_split():
     with pytest.raises(ValueError, match="train.schedule"):
         finetune_lr(0, FinetuneTrainConfig(schedule="step"), 10)
     assert loss_stalled([1.79, 1.80, 1.79, 1.80]) and not loss_stalled([1.8, 1.5, 1.2, 0.9])
+    # checked after the first epoch or the warm-up, whichever ends later, never past the run
+    assert stall_check_step(19, FinetuneTrainConfig(warmup_frac=0.1), 1600) == 160
+    assert stall_check_step(50, FinetuneTrainConfig(warmup_frac=0.1), 200) == 50
+    assert stall_check_step(50, FinetuneTrainConfig(warmup_frac=0.1), 30) == 30
     labels = [0] * 50 + [1] * 30 + [2] * 20
     taken, rest = stratified_split(labels, 0.1, 0)
     assert sorted(labels[i] for i in taken) == [0] * 5 + [1] * 3 + [2] * 2 and len(rest) == 90
@@ -155,7 +160,7 @@ def test_a_stalled_first_epoch_warns(stripes, tmp_path, caplog):
     cfg = _cfg(stripes, "train.lr=1e-9", "train.epochs=1", "data.mixup=0", "data.cutmix=0")
     with caplog.at_level(logging.WARNING, logger="data2vec"):
         run_finetune(cfg, tmp_path / "stall", progress=False)
-    assert "did not move in the first epoch" in caplog.text and "train.lr" in caplog.text
+    assert "did not move in the first" in caplog.text and "train.lr" in caplog.text
 
 
 def test_bad_settings_are_clear_errors(stripes, tmp_path):
