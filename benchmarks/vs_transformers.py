@@ -16,6 +16,12 @@ shared machine compare the ratios of one run, not seconds across runs.
 compiled as `train.compile=true` does (`compile_blocks`), against the same eager transformers
 (as a user runs it). Its compile time, its largest difference from eager ours and the graphs
 compiled during the timed steps (0: no recompiles) are reported with it.
+
+`--floor` adds what no implementation of the same arithmetic can beat: the step's matrix-product
+FLOPs (Linear, attention and convolution, forward and backward, counted by
+`torch.utils.flop_counter`) divided by this machine's rate for one large matrix product of the
+row's shape and precision. Transformers' time over that floor is the largest ratio any model that
+computes the same numbers could reach, were everything but the matrix products free.
 """
 
 from __future__ import annotations
@@ -122,6 +128,32 @@ def timed_step(model: torch.nn.Module, forward: Callable, bf16: bool) -> float:
     return time.perf_counter() - t0
 
 
+def matmul_rate(rows: int, dim: int, bf16: bool, repeats: int = 5) -> float:
+    """FLOP/s of a (rows x dim) @ (dim x 4 dim) product, the shape of a block's first MLP layer,
+    in the given precision: the fastest this machine runs the step's matrix products."""
+    dtype = torch.bfloat16 if bf16 else torch.float32
+    a, b = torch.randn(rows, dim, dtype=dtype), torch.randn(dim, 4 * dim, dtype=dtype)
+    a @ b
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - t0)
+    return 2 * rows * dim * 4 * dim / min(times)
+
+
+def step_floor(model: torch.nn.Module, forward: Callable, bf16: bool) -> dict[str, float]:
+    """Matrix-product FLOPs of one step and the seconds they take at `matmul_rate`."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.no_grad():
+        rows, dim = forward().flatten(0, -2).shape
+    with FlopCounterMode(display=False) as counter:
+        timed_step(model, forward, bf16)
+    flops, rate = counter.get_total_flops(), matmul_rate(rows, dim, bf16)
+    return {"gflop": flops / 1e9, "rate_gflops": rate / 1e9, "floor_s": flops / rate}
+
+
 def compiled_graphs() -> int:
     """Graphs dynamo has compiled so far in this process."""
     from torch._dynamo.utils import counters
@@ -171,6 +203,11 @@ def compare(row: str, args: argparse.Namespace) -> dict[str, object]:
             line += f"; ours compiled {med['compiled']:.3f} s, ratio {res['compiled_ratio']:.2f}x " \
                     f"(compile {res['compile_s']:.0f} s, max diff {res['compiled_max_abs_diff']:.2g}, " \
                     f"recompiles {res['recompiles']})"
+        if args.floor:
+            res.update(step_floor(models["ours"], fns["ours"], bf16))
+            res["ceiling_ratio"] = res["theirs_s"] / res["floor_s"]
+            line += f"; floor {res['floor_s']:.3f} s ({res['gflop']:.0f} GFLOP at {res['rate_gflops']:.0f} GFLOP/s), " \
+                    f"largest possible ratio {res['ceiling_ratio']:.2f}x"
         result[precision] = res
         print(line, file=sys.stderr, flush=True)
     return result
@@ -210,6 +247,18 @@ def table(results: list[dict], precisions: list[str], compiled: bool) -> str:
     return "\n".join(lines)
 
 
+def floor_table(results: list[dict], precisions: list[str]) -> str:
+    lines = ["| model | precision | matrix products per step | matmul rate | floor | ours | transformers | "
+             "largest possible ratio |", "|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        for p in precisions:
+            c = r[p]
+            lines.append(f"| {r['model']} | {p} | {c['gflop']:.0f} GFLOP | {c['rate_gflops']:.0f} GFLOP/s | "
+                         f"{c['floor_s']:.2f} s | {c['ours_s']:.2f} s | {c['theirs_s']:.2f} s | "
+                         f"{c['ceiling_ratio']:.2f}x |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rows", default="image,text,audio", help="comma-separated subset of image,text,audio")
@@ -222,6 +271,7 @@ def main() -> None:
     p.add_argument("--depth", type=int, default=0, help="encoder blocks (0: the preset's)")
     p.add_argument("--small", action="store_true", help="112 px images (quick looks while iterating)")
     p.add_argument("--compile", action="store_true", help="also time ours with compiled blocks (train.compile=true)")
+    p.add_argument("--floor", action="store_true", help="also count the matrix-product FLOPs and their floor time")
     p.add_argument("--json", type=Path, help="also write the results here")
     p.add_argument("--profile", action="store_true", help="instead of timing, print each model's top operators")
     args = p.parse_args()
@@ -242,6 +292,8 @@ def main() -> None:
         if args.json:  # after every row, so that a long run that is stopped keeps what it measured
             args.json.write_text(json.dumps({"machine": info, "load": load, "results": results}, indent=1))
     print(table(results, args.precisions, args.compile))
+    if args.floor:
+        print("\n" + floor_table(results, args.precisions))
     print(f"\nCPU: {info['cpu']}; flags: {' '.join(info['flags']) or 'none of ' + ', '.join(CPU_FLAGS)}; "
           f"torch capability {info['torch_capability']}; {info['threads']} thread(s); torch {info['torch']}, "
           f"transformers {info['transformers']}; median of {args.repeats}; "
