@@ -47,7 +47,7 @@ bench-lowlabel: $(STAMP)
 	OMP_NUM_THREADS=1 $(PY) benchmarks/fmnist_lowlabel.py --fractions 0.01 0.1 --seeds 3 --out runs/fmnist-lowlabel
 
 bench-vs-transformers: $(STAMP)
-	OMP_NUM_THREADS=1 $(PY) benchmarks/vs_transformers.py --compile --repeats 3
+	OMP_NUM_THREADS=1 $(PY) benchmarks/vs_transformers.py --compile --floor --repeats 3
 
 bench-profile: $(STAMP)
 	OMP_NUM_THREADS=1 $(PY) benchmarks/profile_step.py --steps 2
