@@ -314,8 +314,12 @@ class Finetuner:
 
     def _warn_blank_plateau(self) -> None:
         # Read from the history, not kept by the task, so a resumed run counts the evaluations
-        # before the restart too; only CTC tasks report `length`.
-        lengths = [row["valid_length"] for row in self.history if "valid_length" in row]
+        # before the restart too; only CTC tasks report `length`. Evaluations inside the lr
+        # warm-up do not count: with ctc_small's 160 warm-up updates a healthy run (test CER
+        # 49.3%, like its other seeds) still emitted 0 / 16 / 23% of the characters at updates
+        # 100 / 200 / 300 and 49% at 400.
+        warmup = int(self.cfg.train.warmup_frac * self.total)
+        lengths = [row["valid_length"] for row in self.history if "valid_length" in row and row["step"] > warmup]
         hint = blank_plateau_hint(lengths) if lengths else None
         if hint:
             log.warning("%s", hint)

@@ -107,3 +107,14 @@ def test_ctc_warns_when_validation_transcripts_stay_empty_counting_across_a_resu
     # the first evaluation after the restart is the third on the plateau: the two before it count
     assert [h["valid_length"] for h in results["history"]] == [0, 0, 0, 0]
     assert caplog.text.count("mostly blanks") == 2
+
+
+def test_ctc_plateau_evaluations_inside_the_warm_up_do_not_count(corpus, tmp_path, monkeypatch, caplog):
+    tiny = subset(corpus, tmp_path, 4)
+    cfg = _cfg(tiny, "ctc_small", "train.max_steps=8", "train.warmup_frac=0.5", "train.eval_every=1",
+               "train.ckpt_every=8")
+    monkeypatch.setattr(SpeechTask, "predict", lambda self, model, data: {i: "" for i in range(len(data.texts))})
+    caplog.set_level("WARNING", logger="data2vec")
+    run_finetune(cfg, tmp_path / "run", progress=False)
+    # updates 1-4 are the warm-up; 5, 6, 7 are the first three that count, so 7 and 8 warn
+    assert caplog.text.count("mostly blanks") == 2
