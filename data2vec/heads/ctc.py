@@ -135,7 +135,8 @@ PLATEAU_EVALS = 3
 def blank_plateau_hint(lengths: Sequence[float]) -> Optional[str]:
     """A warning when the last `PLATEAU_EVALS` validation outputs were mostly empty, else None.
 
-    `lengths`: the `length` of every validation evaluation so far (`error_rates`), oldest first.
+    `lengths`: the `length` of every validation evaluation so far (`error_rates`), oldest first;
+    the fine-tuning loop passes those after the lr warm-up only.
     Early in CTC training the cheapest output is all blanks; small models can sit on that
     plateau for hundreds of updates before they start to spell (on the speech corpus one seed
     of `ctc_small`, then 800 updates long, stayed there until update 400 and ended 6 CER points
