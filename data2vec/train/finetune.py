@@ -71,9 +71,14 @@ class FinetuneTask(Protocol):
         """Metrics on "valid" or "test" (model in eval mode)."""
 
 
+def warmup_steps(tc: FinetuneTrainConfig, total: int) -> int:
+    """Updates of the lr warm-up in a run of `total` updates."""
+    return int(tc.warmup_frac * total)
+
+
 def finetune_lr(step: int, tc: FinetuneTrainConfig, total: int) -> float:
     """The base lr at `step` of `total` updates for `tc.schedule`."""
-    warmup = int(tc.warmup_frac * total)
+    warmup = warmup_steps(tc, total)
     if tc.schedule == "cosine":
         return cosine_with_warmup(step, tc.lr, warmup, total, tc.min_lr)
     if tc.schedule == "linear":
@@ -129,7 +134,7 @@ def stall_check_step(steps_per_epoch: int, tc: FinetuneTrainConfig, total: int) 
     epoch or of the lr warm-up, whichever is later. On a small labelled set one epoch is a
     handful of updates at a fraction of the peak lr, where noisy per-batch losses of runs that
     go on to learn often do not fall yet."""
-    return min(total, max(steps_per_epoch, int(tc.warmup_frac * total)))
+    return min(total, max(steps_per_epoch, warmup_steps(tc, total)))
 
 
 @dataclass
@@ -318,7 +323,7 @@ class Finetuner:
         # warm-up do not count: with ctc_small's 160 warm-up updates a healthy run (test CER
         # 49.3%, like its other seeds) still emitted 0 / 16 / 23% of the characters at updates
         # 100 / 200 / 300 and 49% at 400.
-        warmup = int(self.cfg.train.warmup_frac * self.total)
+        warmup = warmup_steps(self.cfg.train, self.total)
         lengths = [row["valid_length"] for row in self.history if "valid_length" in row and row["step"] > warmup]
         hint = blank_plateau_hint(lengths) if lengths else None
         if hint:
