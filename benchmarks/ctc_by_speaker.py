@@ -1,0 +1,81 @@
+"""CER of CTC fine-tuned checkpoints per voice variant of the espeak-ng speech corpus.
+
+    .venv/bin/python benchmarks/ctc_by_speaker.py runs/speech test \
+        pretrained='runs/ctc-sp6k162-student-[123]/finetuned.pt' random='runs/ctc-L1600m5-random-[123]/finetuned.pt'
+
+Transcribes the split with `data2vec transcribe` (greedy decoding), counts character edits
+against CORPUS/{split}.ltr per variant (from CORPUS/speakers.tsv) and prints, per variant, each
+arm's CER averaged over its checkpoints and the ratio of the first arm to the last. It tells
+whether a voice costs a model everywhere or on a few odd variants. The CER here counts word
+gaps as one space, so the totals can differ from fine-tuning's own by a few tenths.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import glob
+import os
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+from data2vec.heads.ctc import edit_distance
+
+
+def transcribe(checkpoint: str, paths: list[str]) -> dict[str, str]:
+    """{file name: hypothesis} for `paths` from one CTC checkpoint."""
+    out = subprocess.run([sys.executable, "-m", "data2vec", "transcribe", "--checkpoint", checkpoint, *paths],
+                         capture_output=True, text=True, check=True, env=dict(os.environ)).stdout
+    hyps = {}
+    for line in out.splitlines():
+        if "\t" in line:
+            path, hyp = line.split("\t", 1)
+            hyps[Path(path).name] = hyp.strip()
+    return hyps
+
+
+def cer_by_variant(hyps: dict[str, str], refs: dict[str, str], variant: dict[str, str]) -> dict[str, float]:
+    """CER % per variant and over all ("all")."""
+    errors, chars = Counter(), Counter()
+    for name, ref in refs.items():
+        e = edit_distance(list(hyps.get(name, "")), list(ref))
+        for key in (variant[name], "all"):
+            errors[key] += e
+            chars[key] += len(ref)
+    return {k: 100.0 * errors[k] / chars[k] for k in chars}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("corpus", help="folder written by `data2vec speech-corpus`")
+    ap.add_argument("split", choices=("valid", "test"))
+    ap.add_argument("arms", nargs="+", help="NAME=GLOB of finetuned.pt files")
+    a = ap.parse_args()
+    corpus = Path(a.corpus)
+    root, *rows = (corpus / f"{a.split}.tsv").read_text().splitlines()
+    names = [r.split("\t")[0] for r in rows]
+    letters = (corpus / f"{a.split}.ltr").read_text().splitlines()
+    refs = {n: " ".join(w.replace(" ", "") for w in line.split("|")).strip() for n, line in zip(names, letters)}
+    with open(corpus / "speakers.tsv", newline="") as f:
+        variant = {row["file"]: row["variant"] for row in csv.DictReader(f, delimiter="\t")}
+    paths = [str(Path(root) / n) for n in names]
+    table: dict[str, dict[str, float]] = {}
+    for arm in a.arms:
+        name, pattern = arm.split("=", 1)
+        checkpoints = sorted(glob.glob(pattern))
+        if not checkpoints:
+            raise SystemExit(f"arm {name}: no file matches {pattern}")
+        runs = [cer_by_variant(transcribe(c, paths), refs, variant) for c in checkpoints]
+        table[name] = {k: sum(r[k] for r in runs) / len(runs) for k in runs[0]}
+    arms = list(table)
+    print("| variant | " + " | ".join(f"{n} CER %" for n in arms) + f" | {arms[0]} / {arms[-1]} |")
+    print("|---" * (len(arms) + 2) + "|")
+    for key in ["all"] + sorted(k for k in table[arms[0]] if k != "all"):
+        cells = " | ".join(f"{table[n][key]:.1f}" for n in arms)
+        print(f"| {key} | {cells} | {table[arms[0]][key] / table[arms[-1]][key]:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
