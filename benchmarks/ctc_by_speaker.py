@@ -5,9 +5,10 @@
 
 Transcribes the split with `data2vec transcribe` (greedy decoding), counts character edits
 against CORPUS/{split}.ltr per variant (from CORPUS/speakers.tsv) and prints, per variant, each
-arm's CER averaged over its checkpoints and the ratio of the first arm to the last. It tells
-whether a voice costs a model everywhere or on a few odd variants. The CER here counts word
-gaps as one space, so the totals can differ from fine-tuning's own by a few tenths.
+arm's CER (fine-tuning's own `error_rates`) averaged over its checkpoints and the ratio of the
+first arm to the last. It tells whether a voice costs a model everywhere or on a few odd variants.
+`transcribe` reads one file at a time and fine-tuning's evaluation padded batches, so the totals
+can differ from fine-tuning's by a few tenths.
 """
 
 from __future__ import annotations
@@ -15,36 +16,34 @@ from __future__ import annotations
 import argparse
 import csv
 import glob
-import os
 import subprocess
 import sys
-from collections import Counter
+from collections import defaultdict
 from pathlib import Path
 
-from data2vec.heads.ctc import edit_distance
+from data2vec.data.audio import read_manifest
+from data2vec.data.audio_labeled import read_transcripts
+from data2vec.heads.ctc import error_rates
 
 
-def transcribe(checkpoint: str, paths: list[str]) -> dict[str, str]:
-    """{file name: hypothesis} for `paths` from one CTC checkpoint."""
+def transcribe(checkpoint: str, paths: list[str]) -> list[str]:
+    """Hypotheses for `paths` from one CTC checkpoint, in their order (the CLI prints PATH<TAB>TEXT)."""
     out = subprocess.run([sys.executable, "-m", "data2vec", "transcribe", "--checkpoint", checkpoint, *paths],
-                         capture_output=True, text=True, check=True, env=dict(os.environ)).stdout
-    hyps = {}
-    for line in out.splitlines():
-        if "\t" in line:
-            path, hyp = line.split("\t", 1)
-            hyps[Path(path).name] = hyp.strip()
+                         capture_output=True, text=True, check=True).stdout
+    hyps = [line.split("\t", 1)[1].strip() for line in out.splitlines() if "\t" in line]
+    if len(hyps) != len(paths):
+        raise SystemExit(f"{checkpoint}: {len(hyps)} transcripts for {len(paths)} files")
     return hyps
 
 
 def cer_by_variant(hyps: dict[str, str], refs: dict[str, str], variant: dict[str, str]) -> dict[str, float]:
     """CER % per variant and over all ("all")."""
-    errors, chars = Counter(), Counter()
-    for name, ref in refs.items():
-        e = edit_distance(list(hyps.get(name, "")), list(ref))
+    groups: dict[str, list[str]] = defaultdict(list)
+    for name in refs:
         for key in (variant[name], "all"):
-            errors[key] += e
-            chars[key] += len(ref)
-    return {k: 100.0 * errors[k] / chars[k] for k in chars}
+            groups[key].append(name)
+    return {k: error_rates([hyps[n] for n in names], [refs[n] for n in names])["cer"]
+            for k, names in groups.items()}
 
 
 def main() -> None:
@@ -54,20 +53,20 @@ def main() -> None:
     ap.add_argument("arms", nargs="+", help="NAME=GLOB of finetuned.pt files")
     a = ap.parse_args()
     corpus = Path(a.corpus)
-    root, *rows = (corpus / f"{a.split}.tsv").read_text().splitlines()
-    names = [r.split("\t")[0] for r in rows]
-    letters = (corpus / f"{a.split}.ltr").read_text().splitlines()
-    refs = {n: " ".join(w.replace(" ", "") for w in line.split("|")).strip() for n, line in zip(names, letters)}
+    root, entries = read_manifest(corpus / f"{a.split}.tsv")
+    names = [e.path for e in entries]
+    _, words = read_transcripts(corpus / f"{a.split}.tsv", "ltr", len(names))
+    refs = dict(zip(names, words))
     with open(corpus / "speakers.tsv", newline="") as f:
         variant = {row["file"]: row["variant"] for row in csv.DictReader(f, delimiter="\t")}
-    paths = [str(Path(root) / n) for n in names]
+    paths = [str(root / n) for n in names]
     table: dict[str, dict[str, float]] = {}
     for arm in a.arms:
         name, pattern = arm.split("=", 1)
         checkpoints = sorted(glob.glob(pattern))
         if not checkpoints:
             raise SystemExit(f"arm {name}: no file matches {pattern}")
-        runs = [cer_by_variant(transcribe(c, paths), refs, variant) for c in checkpoints]
+        runs = [cer_by_variant(dict(zip(names, transcribe(c, paths))), refs, variant) for c in checkpoints]
         table[name] = {k: sum(r[k] for r in runs) / len(runs) for k in runs[0]}
     arms = list(table)
     print("| variant | " + " | ".join(f"{n} CER %" for n in arms) + f" | {arms[0]} / {arms[-1]} |")
