@@ -1,12 +1,14 @@
-"""CER of CTC fine-tuned checkpoints per voice variant of the espeak-ng speech corpus.
+"""CER of CTC fine-tuned checkpoints per voice variant (or utterance kind) of the espeak-ng speech corpus.
 
     .venv/bin/python benchmarks/ctc_by_speaker.py runs/speech test \
         pretrained='runs/ctc-sp6k162-student-[123]/finetuned.pt' random='runs/ctc-L1600m5-random-[123]/finetuned.pt'
 
 Transcribes the split with `data2vec transcribe` (greedy decoding), counts character edits
-against CORPUS/{split}.ltr per variant (from CORPUS/speakers.tsv) and prints, per variant, each
-arm's CER (fine-tuning's own `error_rates`) averaged over its checkpoints and the ratio of the
-first arm to the last. It tells whether a voice costs a model everywhere or on a few odd variants.
+against CORPUS/{split}.ltr per group (`--by`: a column of CORPUS/speakers.tsv, the voice variant
+unless told; `--by kind` splits sentences, single words and digit strings) and prints, per group,
+each arm's CER (fine-tuning's own `error_rates`) averaged over its checkpoints and the ratio of
+the first arm to the last. It tells whether a voice costs a model everywhere or on a few odd
+variants, or whether one kind of utterance carries the cost.
 `transcribe` reads one file at a time and fine-tuning's evaluation padded batches, so the totals
 can differ from fine-tuning's by a few tenths.
 """
@@ -36,11 +38,11 @@ def transcribe(checkpoint: str, paths: list[str]) -> list[str]:
     return hyps
 
 
-def cer_by_variant(hyps: dict[str, str], refs: dict[str, str], variant: dict[str, str]) -> dict[str, float]:
-    """CER % per variant and over all ("all")."""
+def cer_by_group(hyps: dict[str, str], refs: dict[str, str], group: dict[str, str]) -> dict[str, float]:
+    """CER % per group and over all ("all")."""
     groups: dict[str, list[str]] = defaultdict(list)
     for name in refs:
-        for key in (variant[name], "all"):
+        for key in (group[name], "all"):
             groups[key].append(name)
     return {k: error_rates([hyps[n] for n in names], [refs[n] for n in names])["cer"]
             for k, names in groups.items()}
@@ -51,6 +53,7 @@ def main() -> None:
     ap.add_argument("corpus", help="folder written by `data2vec speech-corpus`")
     ap.add_argument("split", choices=("valid", "test"))
     ap.add_argument("arms", nargs="+", help="NAME=GLOB of finetuned.pt files")
+    ap.add_argument("--by", default="variant", help="column of speakers.tsv to group by (variant, kind, voice, ...)")
     a = ap.parse_args()
     corpus = Path(a.corpus)
     root, entries = read_manifest(corpus / f"{a.split}.tsv")
@@ -58,7 +61,10 @@ def main() -> None:
     _, words = read_transcripts(corpus / f"{a.split}.tsv", "ltr", len(names))
     refs = dict(zip(names, words))
     with open(corpus / "speakers.tsv", newline="") as f:
-        variant = {row["file"]: row["variant"] for row in csv.DictReader(f, delimiter="\t")}
+        rows = list(csv.DictReader(f, delimiter="\t"))
+    if rows and a.by not in rows[0]:
+        raise SystemExit(f"{corpus / 'speakers.tsv'}: no column {a.by!r} (columns: {', '.join(rows[0])})")
+    group = {row["file"]: row[a.by] for row in rows}
     paths = [str(root / n) for n in names]
     table: dict[str, dict[str, float]] = {}
     for arm in a.arms:
@@ -66,10 +72,10 @@ def main() -> None:
         checkpoints = sorted(glob.glob(pattern))
         if not checkpoints:
             raise SystemExit(f"arm {name}: no file matches {pattern}")
-        runs = [cer_by_variant(dict(zip(names, transcribe(c, paths))), refs, variant) for c in checkpoints]
+        runs = [cer_by_group(dict(zip(names, transcribe(c, paths))), refs, group) for c in checkpoints]
         table[name] = {k: sum(r[k] for r in runs) / len(runs) for k in runs[0]}
     arms = list(table)
-    print("| variant | " + " | ".join(f"{n} CER %" for n in arms) + f" | {arms[0]} / {arms[-1]} |")
+    print(f"| {a.by} | " + " | ".join(f"{n} CER %" for n in arms) + f" | {arms[0]} / {arms[-1]} |")
     print("|---" * (len(arms) + 2) + "|")
     for key in ["all"] + sorted(k for k in table[arms[0]] if k != "all"):
         cells = " | ".join(f"{table[n][key]:.1f}" for n in arms)
