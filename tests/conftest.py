@@ -1,4 +1,6 @@
+import importlib.util
 import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -35,6 +37,18 @@ FASHION_MNIST_TRAIN = "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte
 def _seed():
     torch.manual_seed(0)
     yield
+
+
+@pytest.fixture
+def load_benchmark():
+    """Import a script of benchmarks/ as a module: load_benchmark("gpu") runs benchmarks/gpu.py's top level."""
+    def load(name: str):
+        script = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+        spec = importlib.util.spec_from_file_location(f"benchmark_{name}", script)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    return load
 
 
 @pytest.fixture

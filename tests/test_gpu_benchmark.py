@@ -1,23 +1,12 @@
 """benchmarks/gpu.py in its CPU dry mode (tiny models): the script the GPU numbers come from runs."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu.py"
 
-
-def _load():
-    spec = importlib.util.spec_from_file_location("gpu_benchmark", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_gpu_benchmark_dry_mode_measures_every_modality(tmp_path):
-    bench = _load()
+def test_gpu_benchmark_dry_mode_measures_every_modality(tmp_path, load_benchmark):
+    bench = load_benchmark("gpu")
     out = tmp_path / "gpu.json"
     assert bench.main(["--dry", "--steps", "1", "--warmup", "1", "--out", str(out), "train.bf16=false"]) == 0
     results = json.loads(out.read_text())["results"]
@@ -27,8 +16,8 @@ def test_gpu_benchmark_dry_mode_measures_every_modality(tmp_path):
         assert r["mfu"] is None  # no peak is known for a CPU
 
 
-def test_gpu_peaks_match_the_longest_name():
-    bench = _load()
+def test_gpu_peaks_match_the_longest_name(load_benchmark):
+    bench = load_benchmark("gpu")
     assert bench.gpu_peak_tflops("NVIDIA H100 PCIe") == 756.0
     assert bench.gpu_peak_tflops("NVIDIA H200") == 989.0
     assert bench.gpu_peak_tflops("Some Future GPU") is None

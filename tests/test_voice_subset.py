@@ -1,18 +1,8 @@
 """benchmarks/voice_subset.py: subsets of a speech-corpus split chosen by voice keep their labels aligned."""
 
-import importlib.util
 from pathlib import Path
 
 import pytest
-
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "voice_subset.py"
-
-
-def _load():
-    spec = importlib.util.spec_from_file_location("voice_subset", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _corpus(root: Path, voices: list[str]) -> Path:
@@ -24,8 +14,8 @@ def _corpus(root: Path, voices: list[str]) -> Path:
     return root
 
 
-def test_drop_num_and_take_keep_the_split_order_and_the_labels(tmp_path):
-    bench = _load()
+def test_drop_num_and_take_keep_the_split_order_and_the_labels(tmp_path, load_benchmark):
+    bench = load_benchmark("voice_subset")
     voices = ["gb", "us", "gb", "ca", "us", "gb", "us", "ca"]
     corpus = _corpus(tmp_path / "c", voices)
     assert bench.choose(voices, {"us"}, 0, {}) == [0, 2, 3, 5, 7]
@@ -39,8 +29,8 @@ def test_drop_num_and_take_keep_the_split_order_and_the_labels(tmp_path):
     assert not (tmp_path / "o" / "train.ltr").exists()
 
 
-def test_impossible_requests_name_the_problem():
-    bench = _load()
+def test_impossible_requests_name_the_problem(load_benchmark):
+    bench = load_benchmark("voice_subset")
     with pytest.raises(SystemExit, match="1 utterances of ca, fewer than 2"):
         bench.choose(["gb", "ca"], set(), 0, {"ca": 2})
     with pytest.raises(SystemExit, match="cannot be filled"):
