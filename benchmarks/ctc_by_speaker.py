@@ -16,7 +16,6 @@ can differ from fine-tuning's by a few tenths.
 from __future__ import annotations
 
 import argparse
-import csv
 import glob
 import subprocess
 import sys
@@ -25,6 +24,7 @@ from pathlib import Path
 
 from data2vec.data.audio import read_manifest
 from data2vec.data.audio_labeled import read_transcripts
+from data2vec.data.speech_corpus import read_speakers
 from data2vec.heads.ctc import error_rates
 
 
@@ -60,11 +60,7 @@ def main() -> None:
     names = [e.path for e in entries]
     _, words = read_transcripts(corpus / f"{a.split}.tsv", "ltr", len(names))
     refs = dict(zip(names, words))
-    with open(corpus / "speakers.tsv", newline="") as f:
-        rows = list(csv.DictReader(f, delimiter="\t"))
-    if rows and a.by not in rows[0]:
-        raise SystemExit(f"{corpus / 'speakers.tsv'}: no column {a.by!r} (columns: {', '.join(rows[0])})")
-    group = {row["file"]: row[a.by] for row in rows}
+    group = read_speakers(corpus, a.by)
     paths = [str(root / n) for n in names]
     table: dict[str, dict[str, float]] = {}
     for arm in a.arms:

@@ -31,6 +31,7 @@ from pathlib import Path
 
 from data2vec.cli import main as cli
 from data2vec.data.audio import read_manifest
+from data2vec.data.speech_corpus import read_speakers
 from data2vec.data.text_fortunes import fortunes_classification
 
 PRESET = "data2vec2_multi_small"
@@ -55,8 +56,7 @@ def run_cli(argv: list[str], log: list[str]) -> str:
 def audio_probe_data(speech: Path, out: Path) -> Path:
     """train/test manifests of the speech corpus with `.kind` label files beside them."""
     out.mkdir(parents=True, exist_ok=True)
-    with open(speech / "speakers.tsv", newline="") as f:
-        kind = {row["file"]: row["kind"] for row in csv.DictReader(f, delimiter="\t")}
+    kind = read_speakers(speech, "kind")
     for split in ("train", "test"):
         text = (speech / f"{split}.tsv").read_text()
         (out / f"{split}.tsv").write_text(text)

@@ -11,8 +11,9 @@ The corpus holds validation and test voices never heard in training.
 from __future__ import annotations
 
 import argparse
-import csv
 from pathlib import Path
+
+from data2vec.data.speech_corpus import read_speakers
 
 
 def main() -> None:
@@ -20,8 +21,7 @@ def main() -> None:
     ap.add_argument("corpus", help="folder written by `data2vec speech-corpus`")
     a = ap.parse_args()
     corpus = Path(a.corpus)
-    with open(corpus / "speakers.tsv", newline="") as f:
-        kinds = {row["file"]: row["kind"] for row in csv.DictReader(f, delimiter="\t")}
+    kinds = read_speakers(corpus, "kind")
     out = corpus / "kw"
     out.mkdir(exist_ok=True)
     for split in ("train", "valid", "test"):

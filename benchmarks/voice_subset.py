@@ -16,12 +16,12 @@ so a subset differs from the split's first N utterances only in its voices.
 from __future__ import annotations
 
 import argparse
-import csv
 from collections import Counter
 from pathlib import Path
 
 from data2vec.data.audio import read_manifest, write_manifest
 from data2vec.data.audio_labeled import read_label_lines
+from data2vec.data.speech_corpus import read_speakers
 
 
 def choose(voices: list[str], drop: set[str], num: int, take: dict[str, int]) -> list[int]:
@@ -52,8 +52,7 @@ def main(argv: list[str] | None = None) -> None:
     corpus, out = Path(a.corpus), Path(a.out)
     manifest = corpus / f"{a.split}.tsv"
     root, entries = read_manifest(manifest)
-    with open(corpus / "speakers.tsv", newline="") as f:
-        voice_of = {row["file"]: row["voice"] for row in csv.DictReader(f, delimiter="\t")}
+    voice_of = read_speakers(corpus, "voice")
     missing = [e.path for e in entries if e.path not in voice_of]
     if missing:
         raise SystemExit(f"{corpus / 'speakers.tsv'}: no voice for {len(missing)} files of {manifest}, e.g. {missing[0]}")

@@ -12,6 +12,7 @@ Output in ``out_dir``: ``wav/*.wav`` (22.05 kHz as espeak writes them; loading r
 from __future__ import annotations
 
 import argparse
+import csv
 import itertools
 import re
 import shutil
@@ -285,6 +286,16 @@ def _write_outputs(out_dir: Path, wav_dir: Path, utterances: Sequence[Utterance]
         for u in utterances
     )
     (out_dir / "speakers.tsv").write_text(header + body)
+
+
+def read_speakers(corpus_dir: str | Path, column: str) -> dict[str, str]:
+    """``column`` of ``speakers.tsv`` (voice, variant, kind, ...) for every audio file name of a corpus."""
+    path = Path(corpus_dir) / "speakers.tsv"
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f, delimiter="\t")
+        if reader.fieldnames is None or "file" not in reader.fieldnames or column not in reader.fieldnames:
+            raise ValueError(f"{path}: needs the columns 'file' and {column!r}, found {reader.fieldnames}")
+        return {row["file"]: row[column] for row in reader}
 
 
 def synthesize_corpus(

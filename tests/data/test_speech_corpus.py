@@ -17,6 +17,7 @@ from data2vec.data.speech_corpus import (
     discover_voices,
     main,
     plan_corpus,
+    read_speakers,
     synthesize_corpus,
     words_to_letters,
 )
@@ -134,3 +135,11 @@ def test_cli_entry_point_and_refusal_to_overwrite(
         main(["--out", str(tmp_path), "--num", "4"])
     assert main(["--out", str(tmp_path), "--num", "3", "--force"]) == 0
     assert len(list((tmp_path / "wav").glob("*.wav"))) == 3
+
+
+def test_read_speakers_maps_files_to_a_column_and_names_a_missing_one(tmp_path: Path) -> None:
+    (tmp_path / "speakers.tsv").write_text("file\tsplit\tvoice\tkind\na.wav\ttrain\ten-us\tword\nb.wav\ttest\ten-gb\tdigits\n")
+    assert read_speakers(tmp_path, "voice") == {"a.wav": "en-us", "b.wav": "en-gb"}
+    assert read_speakers(tmp_path, "kind") == {"a.wav": "word", "b.wav": "digits"}
+    with pytest.raises(ValueError, match=r"speakers.tsv: needs the columns 'file' and 'pitch'"):
+        read_speakers(tmp_path, "pitch")
