@@ -29,6 +29,7 @@ from data2vec.data.audio import resampled_length, write_manifest
 
 __all__ = [
     "SPLITS",
+    "KINDS",
     "Utterance",
     "discover_voices",
     "discover_variants",
@@ -40,6 +41,9 @@ __all__ = [
 ]
 
 SPLITS = ("train", "valid", "test")
+
+KINDS = ("digits", "word", "sentence")
+KIND_WEIGHTS = (0.3, 0.3, 0.4)
 
 DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 
@@ -212,8 +216,18 @@ def _speaker_pools(
     return {s: list(itertools.product(per_axis[0][s], per_axis[1][s])) for s in SPLITS}
 
 
-def _draw_text(rng: np.random.Generator) -> tuple[str, str]:
-    kind = ("digits", "word", "sentence")[rng.choice(3, p=[0.3, 0.3, 0.4])]
+def _check_kinds(kinds: Sequence[str]) -> tuple[str, ...]:
+    unknown = [k for k in kinds if k not in KINDS]
+    if unknown or not kinds:
+        raise ValueError(f"kinds: unknown {unknown} (choose from {', '.join(KINDS)})")
+    return tuple(k for k in KINDS if k in kinds)
+
+
+def _draw_text(rng: np.random.Generator, kinds: Sequence[str] = KINDS) -> tuple[str, str]:
+    # The mix's weights renormalized over the chosen kinds; with all three the draws are those of
+    # corpora written before kinds could be chosen, so a seed still gives the same corpus.
+    weights = np.array([KIND_WEIGHTS[KINDS.index(k)] for k in kinds])
+    kind = kinds[rng.choice(len(kinds), p=weights / weights.sum())]
     if kind == "digits":
         spoken = " ".join(DIGIT_WORDS[d] for d in rng.integers(0, 10, size=rng.integers(1, 7)))
     elif kind == "word":
@@ -227,8 +241,14 @@ def plan_corpus(
     num_utterances: int, seed: int, voices: Sequence[str], variants: Sequence[str],
     valid_fraction: float = 0.1, test_fraction: float = 0.1,
     speed_range: tuple[int, int] = (120, 200), pitch_range: tuple[int, int] = (25, 75),
+    kinds: Sequence[str] = KINDS,
 ) -> list[Utterance]:
-    """Deterministically choose split, speaker, speed, pitch and text for every utterance."""
+    """Deterministically choose split, speaker, speed, pitch and text for every utterance.
+
+    ``kinds`` (a subset of ``KINDS``) restricts the texts, e.g. ``("digits",)`` for a ten-word
+    vocabulary; the speaker split does not depend on it.
+    """
+    kinds = _check_kinds(kinds)
     rng = np.random.default_rng(seed)
     pools = _speaker_pools(voices, variants, (valid_fraction, test_fraction), rng)
     counts = _split_counts(num_utterances, valid_fraction, test_fraction)
@@ -237,7 +257,7 @@ def plan_corpus(
     plan = []
     for i, split in enumerate(labels):
         voice, variant = pools[split][rng.integers(len(pools[split]))]
-        kind, spoken = _draw_text(rng)
+        kind, spoken = _draw_text(rng, kinds)
         plan.append(Utterance(
             file=f"utt{i:06d}.wav", split=split, voice=voice, variant=variant,
             speed=int(rng.integers(speed_range[0], speed_range[1] + 1)),
@@ -310,13 +330,15 @@ def synthesize_corpus(
     num_workers: int = 2,
     espeak: str = "espeak-ng",
     overwrite: bool = False,
+    kinds: Sequence[str] = KINDS,
 ) -> list[Utterance]:
     """Synthesize ``num_utterances`` utterances into ``out_dir``; returns them with lengths.
 
     Deterministic given ``seed`` and the installed espeak-ng. The speaker split depends on the seed
     and the voices only, so a larger corpus of the same seed (more unlabeled audio to pretrain on)
     holds out the same validation and test speakers. ``voices``/``variants`` default to
-    everything the installed espeak-ng lists. ``num_workers`` espeak-ng processes run at once
+    everything the installed espeak-ng lists; ``kinds`` restricts the texts (``plan_corpus``).
+    ``num_workers`` espeak-ng processes run at once
     (threads only wait on them, so no Python worker processes are needed).
     """
     binary = shutil.which(espeak)
@@ -327,7 +349,9 @@ def synthesize_corpus(
     out_dir = Path(out_dir)
     voices = list(voices) if voices else discover_voices(binary)
     variants = list(variants) if variants else discover_variants(binary)
-    plan = plan_corpus(num_utterances, seed, voices, variants, valid_fraction, test_fraction)
+    plan = plan_corpus(
+        num_utterances, seed, voices, variants, valid_fraction, test_fraction, kinds=kinds
+    )
     wav_dir = _prepare_out_dir(out_dir, overwrite)
     with ThreadPoolExecutor(max_workers=max(1, num_workers)) as pool:
         done = list(pool.map(lambda utt: _synthesize_one(binary, wav_dir, utt), plan))
@@ -345,6 +369,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=2, help="espeak-ng processes at once")
     parser.add_argument("--voices", help="comma-separated espeak-ng voices (default: all English)")
     parser.add_argument("--variants", help="comma-separated voice variants (default: all)")
+    parser.add_argument(
+        "--kinds", default=",".join(KINDS),
+        help=f"comma-separated kinds of text (default: all of {','.join(KINDS)}; digits alone "
+        "is a ten-word vocabulary)",
+    )
     parser.add_argument("--force", action="store_true", help="replace an existing corpus")
 
 
@@ -355,7 +384,7 @@ def run(args: argparse.Namespace) -> int:
         valid_fraction=args.valid_fraction, test_fraction=args.test_fraction,
         voices=args.voices.split(",") if args.voices else None,
         variants=args.variants.split(",") if args.variants else None,
-        num_workers=args.workers, overwrite=args.force,
+        num_workers=args.workers, overwrite=args.force, kinds=args.kinds.split(","),
     )
     for split in SPLITS:
         rows = [u for u in utterances if u.split == split]

@@ -143,3 +143,19 @@ def test_read_speakers_maps_files_to_a_column_and_names_a_missing_one(tmp_path: 
     assert read_speakers(tmp_path, "kind") == {"a.wav": "word", "b.wav": "digits"}
     with pytest.raises(ValueError, match=r"speakers.tsv: needs the columns 'file' and 'pitch'"):
         read_speakers(tmp_path, "pitch")
+
+
+def test_kinds_restrict_the_texts_and_keep_the_speakers() -> None:
+    voices = ["en-us", "en-gb", "en-029", "en-gb-scotland"]
+    variants = [f"m{i}" for i in range(1, 8)]
+    mixed = plan_corpus(120, 3, voices, variants)
+    assert mixed == plan_corpus(120, 3, voices, variants, kinds=("sentence", "digits", "word"))
+    digits = plan_corpus(120, 3, voices, variants, kinds=["digits"])
+    assert {u.kind for u in digits} == {"digits"}
+    vocabulary = {w for u in digits for w in u.words.split()}
+    assert vocabulary == {"ZERO", "ONE", "TWO", "THREE", "FOUR", "FIVE", "SIX", "SEVEN", "EIGHT", "NINE"}
+    for split in SPLITS:  # the held-out voices do not depend on the kinds
+        assert {u.voice for u in digits if u.split == split} <= {u.voice for u in mixed if u.split == split}
+    assert {u.kind for u in plan_corpus(60, 3, voices, variants, kinds=["word", "sentence"])} == {"word", "sentence"}
+    with pytest.raises(ValueError, match=r"kinds: unknown \['digit'\]"):
+        plan_corpus(10, 3, voices, variants, kinds=["digit"])
