@@ -219,7 +219,7 @@ def _speaker_pools(
 def _check_kinds(kinds: Sequence[str]) -> tuple[str, ...]:
     unknown = [k for k in kinds if k not in KINDS]
     if unknown or not kinds:
-        raise ValueError(f"kinds: unknown {unknown} (choose from {', '.join(KINDS)})")
+        raise ValueError(f"kinds: got {list(kinds)}, choose one or more of {', '.join(KINDS)}")
     return tuple(k for k in KINDS if k in kinds)
 
 
@@ -246,7 +246,7 @@ def plan_corpus(
     """Deterministically choose split, speaker, speed, pitch and text for every utterance.
 
     ``kinds`` (a subset of ``KINDS``) restricts the texts, e.g. ``("digits",)`` for a ten-word
-    vocabulary; the speaker split does not depend on it.
+    vocabulary; the held-out voices and variants do not depend on it.
     """
     kinds = _check_kinds(kinds)
     rng = np.random.default_rng(seed)
@@ -338,8 +338,8 @@ def synthesize_corpus(
     and the voices only, so a larger corpus of the same seed (more unlabeled audio to pretrain on)
     holds out the same validation and test speakers. ``voices``/``variants`` default to
     everything the installed espeak-ng lists; ``kinds`` restricts the texts (``plan_corpus``).
-    ``num_workers`` espeak-ng processes run at once
-    (threads only wait on them, so no Python worker processes are needed).
+    ``num_workers`` espeak-ng processes run at once (threads only wait on them, so no Python
+    worker processes are needed).
     """
     binary = shutil.which(espeak)
     if binary is None:

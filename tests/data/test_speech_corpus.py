@@ -157,5 +157,7 @@ def test_kinds_restrict_the_texts_and_keep_the_speakers() -> None:
     for split in SPLITS:  # the held-out voices do not depend on the kinds
         assert {u.voice for u in digits if u.split == split} <= {u.voice for u in mixed if u.split == split}
     assert {u.kind for u in plan_corpus(60, 3, voices, variants, kinds=["word", "sentence"])} == {"word", "sentence"}
-    with pytest.raises(ValueError, match=r"kinds: unknown \['digit'\]"):
+    with pytest.raises(ValueError, match=r"kinds: got \['digit'\], choose one or more of digits, word, sentence"):
         plan_corpus(10, 3, voices, variants, kinds=["digit"])
+    with pytest.raises(ValueError, match=r"kinds: got \[\]"):
+        plan_corpus(10, 3, voices, variants, kinds=[])
