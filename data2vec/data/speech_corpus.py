@@ -42,8 +42,8 @@ __all__ = [
 
 SPLITS = ("train", "valid", "test")
 
-KINDS = ("digits", "word", "sentence")
-KIND_WEIGHTS = (0.3, 0.3, 0.4)
+KIND_WEIGHTS = {"digits": 0.3, "word": 0.3, "sentence": 0.4}  # the default mix of texts
+KINDS = tuple(KIND_WEIGHTS)
 
 DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 
@@ -223,11 +223,15 @@ def _check_kinds(kinds: Sequence[str]) -> tuple[str, ...]:
     return tuple(k for k in KINDS if k in kinds)
 
 
-def _draw_text(rng: np.random.Generator, kinds: Sequence[str] = KINDS) -> tuple[str, str]:
+def _kind_probabilities(kinds: Sequence[str]) -> np.ndarray:
     # The mix's weights renormalized over the chosen kinds; with all three the draws are those of
     # corpora written before kinds could be chosen, so a seed still gives the same corpus.
-    weights = np.array([KIND_WEIGHTS[KINDS.index(k)] for k in kinds])
-    kind = kinds[rng.choice(len(kinds), p=weights / weights.sum())]
+    weights = np.array([KIND_WEIGHTS[k] for k in kinds])
+    return weights / weights.sum()
+
+
+def _draw_text(rng: np.random.Generator, kinds: Sequence[str], p: np.ndarray) -> tuple[str, str]:
+    kind = kinds[rng.choice(len(kinds), p=p)]
     if kind == "digits":
         spoken = " ".join(DIGIT_WORDS[d] for d in rng.integers(0, 10, size=rng.integers(1, 7)))
     elif kind == "word":
@@ -249,6 +253,7 @@ def plan_corpus(
     vocabulary; the held-out voices and variants do not depend on it.
     """
     kinds = _check_kinds(kinds)
+    p_kind = _kind_probabilities(kinds)
     rng = np.random.default_rng(seed)
     pools = _speaker_pools(voices, variants, (valid_fraction, test_fraction), rng)
     counts = _split_counts(num_utterances, valid_fraction, test_fraction)
@@ -257,7 +262,7 @@ def plan_corpus(
     plan = []
     for i, split in enumerate(labels):
         voice, variant = pools[split][rng.integers(len(pools[split]))]
-        kind, spoken = _draw_text(rng, kinds)
+        kind, spoken = _draw_text(rng, kinds, p_kind)
         plan.append(Utterance(
             file=f"utt{i:06d}.wav", split=split, voice=voice, variant=variant,
             speed=int(rng.integers(speed_range[0], speed_range[1] + 1)),
