@@ -1,8 +1,10 @@
 """Write the built-in fortunes task (quote -> category) as JSONL, with seeded low-label training subsets.
 
     .venv/bin/python benchmarks/fortunes_subsets.py runs/fortunes-ll --per-class 100 --seeds 1 2 3
+    .venv/bin/python benchmarks/fortunes_subsets.py runs/fortunes6 --categories people work men-women art wisdom platitudes
 
-Writes OUT/valid.jsonl and OUT/test.jsonl (the task's own splits, 248 and 252 quotes) and
+Writes OUT/valid.jsonl and OUT/test.jsonl (the task's own splits: 248 and 252 quotes for the built-in
+four categories; `--categories` builds the same kind of balanced task from other fortune files) and
 OUT/train-SEED.jsonl: `--per-class` quotes of each category drawn from the task's 1,996 training
 quotes with that seed. Rows are {"sentence": quote, "label": category}, which `data2vec finetune
 --task sentence --train ... --valid ... --test ...` reads as they are.
@@ -19,7 +21,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from data2vec.data.text_fortunes import FORTUNES_DIR, fortunes_classification  # noqa: E402
+from data2vec.data.text_fortunes import DEFAULT_CATEGORIES, FORTUNES_DIR, fortunes_classification  # noqa: E402
 
 
 def write_jsonl(path: Path, texts: list[tuple[str, ...]], labels: list[int], names: list[str]) -> None:
@@ -33,10 +35,12 @@ def main() -> None:
     ap.add_argument("out")
     ap.add_argument("--per-class", type=int, default=100)
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    ap.add_argument("--categories", nargs="+", default=list(DEFAULT_CATEGORIES),
+                    help="fortune files to classify (default: the built-in task's four)")
     a = ap.parse_args()
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    task = fortunes_classification(FORTUNES_DIR)
+    task = fortunes_classification(FORTUNES_DIR, a.categories)
     for split in ("valid", "test"):
         s = task[split]
         write_jsonl(out / f"{split}.jsonl", s.texts, s.labels, s.label_names)
@@ -48,7 +52,8 @@ def main() -> None:
         picked = [picked[i] for i in rng.permutation(len(picked))]
         write_jsonl(out / f"train-{seed}.jsonl", [train.texts[i] for i in picked], [train.labels[i] for i in picked],
                     train.label_names)
-    print(f"wrote {out}: {len(a.seeds)} training subsets of {a.per_class} per class, valid, test")
+    print(f"wrote {out}: {len(a.seeds)} training subsets of {a.per_class} per class of {len(train.label_names)}, "
+          f"valid ({len(task['valid'].labels)}), test ({len(task['test'].labels)})")
 
 
 if __name__ == "__main__":
