@@ -34,6 +34,7 @@ __all__ = [
     "audio_num_samples",
     "load_audio",
     "normalize_waveform",
+    "change_speed",
     "AudioDataset",
     "collate_audio",
     "LengthBucketSampler",
@@ -199,13 +200,24 @@ def normalize_waveform(x: ArrayT, eps: float = 1e-5) -> ArrayT:
     return F.layer_norm(x, x.shape[-1:], eps=eps)
 
 
+def change_speed(wav: np.ndarray, factor: float, sample_rate: int = TARGET_SAMPLE_RATE) -> np.ndarray:
+    """(T,) -> (about T / factor,): the waveform played ``factor`` times as fast, tempo and pitch
+    together (Kaldi's speed perturbation: resampling as if it had been recorded at
+    ``factor * sample_rate``)."""
+    if factor == 1.0:
+        return wav
+    return soxr.resample(wav, factor * sample_rate, sample_rate).astype(np.float32, copy=False)
+
+
 class AudioDataset(Dataset):
     """Utterances from files; an item is ``{"audio": (T,) float32, "index": int}`` or ``None``.
 
     ``sizes[i]`` is item ``i``'s full length in 16 kHz samples (0 when its header is unreadable).
     With ``max_sample_size`` longer items are randomly cropped; the offset comes from
     ``numpy.random.default_rng((seed, epoch, index))`` unless a generator is passed to
-    :meth:`get_item`, so crops are reproducible and differ between epochs.
+    :meth:`get_item`, so crops are reproducible and differ between epochs. With ``speeds``
+    each item is first played at one of those speeds, drawn from the same generator
+    (:func:`change_speed`).
     Files shorter than ``min_sample_size`` are dropped at construction (``num_too_short``).
     Unreadable, empty or all-NaN files give ``None`` with one warning per file.
     """
@@ -221,9 +233,12 @@ class AudioDataset(Dataset):
         normalize: bool = False,
         seed: int = 0,
         target_sr: int = TARGET_SAMPLE_RATE,
+        speeds: Sequence[float] = (),
     ) -> None:
         if max_sample_size is not None and max_sample_size <= 0:
             raise ValueError(f"max_sample_size must be positive, got {max_sample_size}")
+        if any(not 0.5 <= f <= 2.0 for f in speeds):
+            raise ValueError(f"speeds must lie in [0.5, 2.0], got {list(speeds)}")
         self.root = Path(root) if root is not None else None
         paths = [self.root / f if self.root is not None else Path(f) for f in files]
         if sizes is None:
@@ -247,6 +262,7 @@ class AudioDataset(Dataset):
         self.seed = seed
         self.epoch = 0
         self.target_sr = target_sr
+        self.speeds = tuple(float(f) for f in speeds)
         self._warned: set[Path] = set()
 
     @staticmethod
@@ -305,9 +321,11 @@ class AudioDataset(Dataset):
             return self._skip(path, f"audio file {path} contains only NaN/inf samples")
         if not finite.all():
             wav = np.where(finite, wav, np.float32(0.0))
+        if rng is None and (self.speeds or self.max_sample_size is not None):
+            rng = np.random.default_rng((self.seed, self.epoch, index))
+        if self.speeds:
+            wav = change_speed(wav, self.speeds[int(rng.integers(len(self.speeds)))], self.target_sr)
         if self.max_sample_size is not None and wav.size > self.max_sample_size:
-            if rng is None:
-                rng = np.random.default_rng((self.seed, self.epoch, index))
             start = int(rng.integers(0, wav.size - self.max_sample_size + 1))
             wav = wav[start : start + self.max_sample_size]
         if self.normalize:

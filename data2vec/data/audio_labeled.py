@@ -7,6 +7,7 @@ from it when no `.ltr` exists) or any `train.<ext>` with one class label per lin
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Optional
@@ -63,9 +64,11 @@ def read_transcripts(manifest: Path, labels: str, expected: int) -> tuple[list[l
     raise ValueError(f"CTC labels must be 'ltr' or 'wrd', got {labels!r}")
 
 
-def open_labeled(manifest: str | Path, labels: str, ctc: bool, min_samples: int, limit: int = 0) -> LabeledAudio:
+def open_labeled(manifest: str | Path, labels: str, ctc: bool, min_samples: int, limit: int = 0,
+                 speeds: tuple[float, ...] = (), seed: int = 0) -> LabeledAudio:
     """Read `manifest` and its labels; keep the first `limit` (0: all) of the utterances with at
-    least `min_samples` samples (shorter ones give no frames and are dropped, with a count)."""
+    least `min_samples` samples (shorter ones give no frames and are dropped, with a count).
+    `speeds`: play each utterance at one of these speeds, drawn per (seed, epoch, utterance)."""
     manifest = Path(manifest)
     if manifest.suffix != ".tsv" or not manifest.is_file():
         raise FileNotFoundError(f"labeled data must be a fairseq .tsv manifest; {manifest} is not one")
@@ -74,6 +77,7 @@ def open_labeled(manifest: str | Path, labels: str, ctc: bool, min_samples: int,
         tokens, texts = read_transcripts(manifest, labels, len(entries))
     else:
         tokens, texts = [line.strip() for line in read_label_lines(manifest, labels, len(entries))], [""] * len(entries)
+    min_samples = math.ceil(min_samples * max(speeds, default=1.0))  # still one frame when played faster
     keep = [i for i, e in enumerate(entries) if e.num_samples >= min_samples and (not ctc or tokens[i])]
     dropped = len(entries) - len(keep)
     if dropped:
@@ -82,7 +86,7 @@ def open_labeled(manifest: str | Path, labels: str, ctc: bool, min_samples: int,
     if not keep:
         raise ValueError(f"{manifest}: no usable labeled utterance")
     ds = AudioDataset([entries[i].path for i in keep], [entries[i].num_samples for i in keep], root=root,
-                      normalize=True)
+                      normalize=True, speeds=speeds, seed=seed)
     return LabeledAudio(ds, [tokens[i] for i in keep], [texts[i] for i in keep], dropped)
 
 
@@ -98,6 +102,7 @@ def labeled_batches(data: LabeledAudio, max_samples: int, max_batch: int, seed: 
     """Batches of `batch_plan` from index `start`, with "label_index" (B,) into `data.labels`.
     All-unreadable batches are skipped."""
     plan = batch_plan(data, max_samples, max_batch, seed, epoch)[start:]
+    data.dataset.set_epoch(epoch or 0)  # the speed drawn for an utterance changes with the epoch
     # Its own generator keeps the global RNG (seeded per update by the fine-tuning loop) untouched.
     for batch in DataLoader(data.dataset, batch_sampler=plan, collate_fn=collate_audio, generator=torch.Generator()):
         if batch["audio"].shape[0] == 0:

@@ -39,6 +39,10 @@ class SpeechLabeledData(LabeledDataConfig):
     labels: str = "ltr"  # label file extension (ltr, wrd, or a class file such as `kind`)
     train_limit: int = 0  # use only the first N labeled training utterances (0: all)
     max_samples_per_batch: int = 1_280_000  # padded 16 kHz samples per batch (fairseq max_tokens)
+    # Training utterances played at one of these speeds, drawn per utterance and epoch (Kaldi's
+    # 0.9,1.0,1.1); () plays them as recorded. Batches are planned on the recorded lengths, so a
+    # slowed one can exceed max_samples_per_batch by 1/min(speeds).
+    speed_perturb: tuple[float, ...] = ()
 
 
 def min_samples(inp: InputConfig) -> int:
@@ -61,7 +65,8 @@ class SpeechTask:
             raise ValueError("give data.train=... and data.valid=... (fairseq .tsv with label files next to them)")
         self.cfg, self.ctc = cfg, cfg.task == "ctc"
         shortest = min_samples(pre.model.input)
-        self.splits = {"train": open_labeled(d.train, d.labels, self.ctc, shortest, d.train_limit),
+        self.splits = {"train": open_labeled(d.train, d.labels, self.ctc, shortest, d.train_limit,
+                                             d.speed_perturb, cfg.train.seed),
                        "valid": open_labeled(d.valid, d.labels, self.ctc, shortest)}
         if d.test:
             self.splits["test"] = open_labeled(d.test, d.labels, self.ctc, shortest)

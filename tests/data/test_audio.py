@@ -17,6 +17,7 @@ from data2vec.data.audio import (
     AudioLoadError,
     LengthBucketSampler,
     audio_num_samples,
+    change_speed,
     collate_audio,
     find_audio_files,
     load_audio,
@@ -194,6 +195,27 @@ def test_random_crop_is_reproducible(tmp_path: Path) -> None:
     assert len(starts) > 1
     rng_a, rng_b = np.random.default_rng(3), np.random.default_rng(3)
     assert torch.equal(ds.get_item(0, rng_a)["audio"], ds.get_item(0, rng_b)["audio"])
+
+
+def test_speed_perturbation_changes_tempo_and_pitch_together(tmp_path: Path) -> None:
+    tone = _tone(16000, 16000, 440.0)
+    for factor in (0.9, 1.1):
+        fast = change_speed(tone, factor)
+        assert fast.dtype == np.float32 and abs(len(fast) - 16000 / factor) <= 1
+        peak_hz = np.argmax(np.abs(np.fft.rfft(fast))) * 16000 / len(fast)
+        assert abs(peak_hz - 440.0 * factor) < 2.0
+    assert change_speed(tone, 1.0) is tone
+    sf.write(tmp_path / "t.wav", tone, 16000, subtype="FLOAT")
+    ds = AudioDataset.from_path(tmp_path, speeds=(0.9, 1.1), seed=3)
+    lengths = set()
+    for epoch in range(8):
+        ds.set_epoch(epoch)
+        first = ds[0]["audio"]
+        assert torch.equal(first, ds[0]["audio"])  # one speed per (seed, epoch, item)
+        lengths.add(len(first))
+    assert lengths == {len(change_speed(tone, 0.9)), len(change_speed(tone, 1.1))}
+    with pytest.raises(ValueError, match="speeds must lie in"):
+        AudioDataset.from_path(tmp_path, speeds=(0.0, 1.0))
 
 
 def test_min_sample_size_drops_and_counts(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ import torch
 
 from data2vec.config import apply_overrides
 from data2vec.data.audio import read_manifest, write_manifest
+from data2vec.data.audio_labeled import labeled_batches
 from data2vec.presets import get_preset
 from data2vec.recipes import get_recipe
 from data2vec.train.checkpoint import load_checkpoint
@@ -49,6 +50,25 @@ def test_ctc_finetuning_on_a_tiny_labeled_set_lowers_cer(corpus, tmp_path):
     root, entries = read_manifest(tiny)
     texts = transcribe(model, pre, outputs, [root / e.path for e in entries])
     assert len(texts) == 6 and sum(bool(t) for t in texts) >= 3, texts  # real words come out
+
+
+def test_speed_perturbation_plays_training_utterances_faster_or_slower(corpus, tmp_path):
+    tiny = subset(corpus, tmp_path, 6)
+    _, entries = read_manifest(tiny)
+    _, _, task = build_run(_cfg(tiny, "ctc_small", "data.speed_perturb=0.8,1.25"))
+
+    def lengths(batches):
+        return [(i, int(n)) for b in batches for i, n in zip(b["label_index"].tolist(), (~b["padding_mask"]).sum(-1))]
+
+    speeds = {}
+    for epoch in range(4):
+        for i, n in lengths(task.batches(epoch, 0)):
+            speed = min((0.8, 1.25), key=lambda f: abs(n - entries[i].num_samples / f))
+            assert abs(n - entries[i].num_samples / speed) <= 2, (i, n, entries[i].num_samples)
+            speeds.setdefault(i, set()).add(speed)
+    assert any(len(s) == 2 for s in speeds.values())  # an utterance's speed is drawn again each epoch
+    valid = lengths(labeled_batches(task.splits["valid"], 400_000, 8, 0, None))
+    assert sorted(valid) == [(i, e.num_samples) for i, e in enumerate(entries)]  # evaluation hears it as recorded
 
 
 def test_utterance_classification_and_init_from_a_pretraining_checkpoint(corpus, tmp_path):
