@@ -114,7 +114,8 @@ def main() -> None:
     if "pretrain" in stages:
         t0 = time.perf_counter()
         run_cli(["pretrain", "--preset", PRESET, "--out", str(out / "pretrain"), "--force", "--no-progress",
-                 f"train.max_steps={args.pretrain_steps}", f"data.cache_dir={cache}"], commands)
+                 f"train.max_steps={args.pretrain_steps}", f"model.teacher.anneal_steps={args.pretrain_steps}",
+                 f"data.cache_dir={cache}"], commands)
         results["pretrain_seconds"] = time.perf_counter() - t0
     ckpt = str(out / "pretrain" / "checkpoints" / "last.pt")
     for init in ("pretrained", "random"):
