@@ -63,6 +63,8 @@ class SpeechTask:
             raise ValueError(f"task={cfg.task} needs data.kind=audio, got {d.kind!r}")
         if not d.train or not d.valid:
             raise ValueError("give data.train=... and data.valid=... (fairseq .tsv with label files next to them)")
+        if any(not 0.5 <= f <= 2.0 for f in d.speed_perturb):
+            raise ValueError(f"data.speed_perturb={','.join(map(str, d.speed_perturb))}: speeds must lie in [0.5, 2.0]")
         self.cfg, self.ctc = cfg, cfg.task == "ctc"
         shortest = min_samples(pre.model.input)
         self.splits = {"train": open_labeled(d.train, d.labels, self.ctc, shortest, d.train_limit,

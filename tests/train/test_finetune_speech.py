@@ -69,6 +69,8 @@ def test_speed_perturbation_plays_training_utterances_faster_or_slower(corpus, t
     assert any(len(s) == 2 for s in speeds.values())  # an utterance's speed is drawn again each epoch
     valid = lengths(labeled_batches(task.splits["valid"], 400_000, 8, 0, None))
     assert sorted(valid) == [(i, e.num_samples) for i, e in enumerate(entries)]  # evaluation hears it as recorded
+    with pytest.raises(ValueError, match=r"data.speed_perturb=0.9,3.0: speeds must lie in"):
+        build_run(_cfg(tiny, "ctc_small", "data.speed_perturb=0.9,3"))
 
 
 def test_utterance_classification_and_init_from_a_pretraining_checkpoint(corpus, tmp_path):
