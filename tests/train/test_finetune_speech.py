@@ -11,6 +11,7 @@ from data2vec.presets import get_preset
 from data2vec.recipes import get_recipe
 from data2vec.train.checkpoint import load_checkpoint
 from data2vec.train.finetune_audio import SpeechTask, transcribe
+from data2vec.train.finetune import Finetuner
 from data2vec.train.finetune_run import build_run, load_finetuned, run_finetune
 from data2vec.train.pretrain import pretrain
 
@@ -71,6 +72,30 @@ def test_speed_perturbation_plays_training_utterances_faster_or_slower(corpus, t
     assert sorted(valid) == [(i, e.num_samples) for i, e in enumerate(entries)]  # evaluation hears it as recorded
     with pytest.raises(ValueError, match=r"data.speed_perturb=0.9,3.0: speeds must lie in"):
         build_run(_cfg(tiny, "ctc_small", "data.speed_perturb=0.9,3"))
+
+
+def test_resume_with_speed_perturbation_is_exact(corpus, tmp_path, monkeypatch):
+    tiny = subset(corpus, tmp_path, 6)
+    cfg = _cfg(tiny, "ctc_small", "train.max_steps=6", "train.ckpt_every=3", "train.eval_every=3",
+               "data.speed_perturb=0.8,1.25", "train.batch_size=3")  # two batches an epoch: the resume crosses one
+    full = run_finetune(cfg, tmp_path / "full", progress=False)
+    original, calls = Finetuner.train_step, []
+
+    def crash_at_five(self, batches):
+        calls.append(1)
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+        return original(self, batches)
+
+    monkeypatch.setattr(Finetuner, "train_step", crash_at_five)
+    with pytest.raises(KeyboardInterrupt):
+        run_finetune(cfg, tmp_path / "cut", progress=False)
+    monkeypatch.setattr(Finetuner, "train_step", original)
+    resumed = run_finetune(cfg, tmp_path / "cut", resume=True, progress=False)
+    assert resumed["history"] == full["history"]
+    a, b = (load_checkpoint(tmp_path / d / "finetuned.pt")["model"] for d in ("full", "cut"))
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
 
 
 def test_utterance_classification_and_init_from_a_pretraining_checkpoint(corpus, tmp_path):
