@@ -60,23 +60,11 @@ def test_image_finetuning_learns_and_writes_a_loadable_model(stripes, tmp_path):
     assert not any(k.startswith("decoder") for k in model.state_dict())
 
 
-def test_resume_mid_run_is_exact(stripes, tmp_path, monkeypatch):
+def test_resume_mid_run_is_exact(stripes, tmp_path, interrupted_finetune):
     # Augmentation, mixup/cutmix, drop path and label smoothing all on: every random draw must repeat.
     cfg = _cfg(stripes, "train.epochs=2", "train.ckpt_every=3", "train.eval_every=4")
     full = run_finetune(cfg, tmp_path / "full", progress=False)
-    calls = {"n": 0}
-    original = Finetuner.train_step
-
-    def crash_after_five(self, batches):
-        calls["n"] += 1
-        if calls["n"] == 6:
-            raise KeyboardInterrupt
-        return original(self, batches)
-
-    monkeypatch.setattr(Finetuner, "train_step", crash_after_five)
-    with pytest.raises(KeyboardInterrupt):
-        run_finetune(cfg, tmp_path / "cut", progress=False)
-    monkeypatch.setattr(Finetuner, "train_step", original)
+    interrupted_finetune(cfg, tmp_path / "cut", 6)
     assert load_checkpoint(tmp_path / "cut" / "checkpoints" / "last.pt")["state"]["step"] == 3
     resumed = run_finetune(cfg, tmp_path / "cut", resume=True, progress=False)
     assert resumed["history"] == full["history"]

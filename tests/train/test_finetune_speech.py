@@ -11,7 +11,6 @@ from data2vec.presets import get_preset
 from data2vec.recipes import get_recipe
 from data2vec.train.checkpoint import load_checkpoint
 from data2vec.train.finetune_audio import SpeechTask, transcribe
-from data2vec.train.finetune import Finetuner
 from data2vec.train.finetune_run import build_run, load_finetuned, run_finetune
 from data2vec.train.pretrain import pretrain
 
@@ -74,23 +73,12 @@ def test_speed_perturbation_plays_training_utterances_faster_or_slower(corpus, t
         build_run(_cfg(tiny, "ctc_small", "data.speed_perturb=0.9,3"))
 
 
-def test_resume_with_speed_perturbation_is_exact(corpus, tmp_path, monkeypatch):
+def test_resume_with_speed_perturbation_is_exact(corpus, tmp_path, interrupted_finetune):
     tiny = subset(corpus, tmp_path, 6)
     cfg = _cfg(tiny, "ctc_small", "train.max_steps=6", "train.ckpt_every=3", "train.eval_every=3",
                "data.speed_perturb=0.8,1.25", "train.batch_size=3")  # two batches an epoch: the resume crosses one
     full = run_finetune(cfg, tmp_path / "full", progress=False)
-    original, calls = Finetuner.train_step, []
-
-    def crash_at_five(self, batches):
-        calls.append(1)
-        if len(calls) == 5:
-            raise KeyboardInterrupt
-        return original(self, batches)
-
-    monkeypatch.setattr(Finetuner, "train_step", crash_at_five)
-    with pytest.raises(KeyboardInterrupt):
-        run_finetune(cfg, tmp_path / "cut", progress=False)
-    monkeypatch.setattr(Finetuner, "train_step", original)
+    interrupted_finetune(cfg, tmp_path / "cut", 5)
     resumed = run_finetune(cfg, tmp_path / "cut", resume=True, progress=False)
     assert resumed["history"] == full["history"]
     a, b = (load_checkpoint(tmp_path / d / "finetuned.pt")["model"] for d in ("full", "cut"))
