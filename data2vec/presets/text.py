@@ -54,8 +54,8 @@ def _small_text_model(dim: int, depth: int, heads: int, vocab: int, clone: int, 
 @register_preset("data2vec2_text_fortunes", "small data2vec 2.0 text model on the fortunes corpus, 2-core CPU")
 def text_fortunes() -> PretrainConfig:
     # 2,000 updates (about 11 CPU-minutes, four passes over a 0.9M-word corpus), not 500: with
-    # 600 labels on six fortune categories, 500 updates gained +0.9 points over random weights
-    # and 2,000 gained +9.2 (3 seeds; docs/benchmarks-payoff.md, section 4.5).
+    # 600 labels on two six-category fortune tasks, 500 updates gained +0.9 and -3.6 points over
+    # random weights, 2,000 gained +9.2 and +7.2 (3 seeds; docs/benchmarks-payoff.md, section 4.5).
     steps = 2000
     return PretrainConfig(
         # 2 views and a 2-layer decoder: on 2 CPU cores the decoder and extra views cost more than they give.
