@@ -34,6 +34,7 @@ __all__ = [
     "audio_num_samples",
     "load_audio",
     "normalize_waveform",
+    "check_speeds",
     "change_speed",
     "AudioDataset",
     "collate_audio",
@@ -200,6 +201,13 @@ def normalize_waveform(x: ArrayT, eps: float = 1e-5) -> ArrayT:
     return F.layer_norm(x, x.shape[-1:], eps=eps)
 
 
+def check_speeds(speeds: Sequence[float], field: str = "speeds") -> tuple[float, ...]:
+    """``speeds`` as floats, or a ValueError naming ``field`` when one is outside [0.5, 2.0]."""
+    if any(not 0.5 <= f <= 2.0 for f in speeds):
+        raise ValueError(f"{field}={','.join(map(str, speeds))}: speeds must lie in [0.5, 2.0]")
+    return tuple(float(f) for f in speeds)
+
+
 def change_speed(wav: np.ndarray, factor: float, sample_rate: int = TARGET_SAMPLE_RATE) -> np.ndarray:
     """(T,) -> (about T / factor,): the waveform played ``factor`` times as fast, tempo and pitch
     together (Kaldi's speed perturbation: resampling as if it had been recorded at
@@ -237,8 +245,7 @@ class AudioDataset(Dataset):
     ) -> None:
         if max_sample_size is not None and max_sample_size <= 0:
             raise ValueError(f"max_sample_size must be positive, got {max_sample_size}")
-        if any(not 0.5 <= f <= 2.0 for f in speeds):
-            raise ValueError(f"speeds must lie in [0.5, 2.0], got {list(speeds)}")
+        self.speeds = check_speeds(speeds)
         self.root = Path(root) if root is not None else None
         paths = [self.root / f if self.root is not None else Path(f) for f in files]
         if sizes is None:
@@ -262,7 +269,6 @@ class AudioDataset(Dataset):
         self.seed = seed
         self.epoch = 0
         self.target_sr = target_sr
-        self.speeds = tuple(float(f) for f in speeds)
         self._warned: set[Path] = set()
 
     @staticmethod

@@ -17,7 +17,7 @@ from typing import Any, Iterator, Sequence
 import torch
 
 from data2vec.config import InputConfig, PretrainConfig, register_kind
-from data2vec.data.audio import load_audio, normalize_waveform
+from data2vec.data.audio import check_speeds, load_audio, normalize_waveform
 from data2vec.data.audio_labeled import LabeledAudio, batch_plan, class_index, labeled_batches, open_labeled
 from data2vec.eval.metrics import accuracy
 from data2vec.heads.classification import classification_loss
@@ -63,8 +63,7 @@ class SpeechTask:
             raise ValueError(f"task={cfg.task} needs data.kind=audio, got {d.kind!r}")
         if not d.train or not d.valid:
             raise ValueError("give data.train=... and data.valid=... (fairseq .tsv with label files next to them)")
-        if any(not 0.5 <= f <= 2.0 for f in d.speed_perturb):
-            raise ValueError(f"data.speed_perturb={','.join(map(str, d.speed_perturb))}: speeds must lie in [0.5, 2.0]")
+        check_speeds(d.speed_perturb, "data.speed_perturb")  # before any file is read
         self.cfg, self.ctc = cfg, cfg.task == "ctc"
         shortest = min_samples(pre.model.input)
         self.splits = {"train": open_labeled(d.train, d.labels, self.ctc, shortest, d.train_limit,
