@@ -146,13 +146,15 @@ def encode_corpus(
     Documents come from :func:`read_documents`; each is encoded without specials and followed by
     ``</s>``. Tokens are written ``batch_docs`` documents at a time, so a corpus larger than RAM
     streams through. Files are written under temporary names and renamed at the end, so an
-    interrupted run leaves no half-written corpus. Returns the metadata dict.
+    interrupted run leaves no half-written corpus; the names carry the process id, so two runs
+    encoding the same corpus at once (two trainings sharing a cache) do not take each other's
+    files. Returns the metadata dict.
     """
     paths = _prefix_paths(out_prefix)
     paths["tokens.npy"].parent.mkdir(parents=True, exist_ok=True)
     dtype = np.dtype(np.uint16 if tokenizer.vocab_size < 2**16 else np.int32)
     roots = [files] if isinstance(files, (str, os.PathLike)) else list(files)
-    tmp = {k: v.with_name(v.name + ".tmp") for k, v in paths.items()}
+    tmp = {k: v.with_name(f"{v.name}.{os.getpid()}.tmp") for k, v in paths.items()}
     offsets = _write_tokens(read_documents(roots, doc_mode), tokenizer, tmp["tokens.npy"], dtype, batch_docs)
     if len(offsets) == 1:
         tmp["tokens.npy"].unlink()

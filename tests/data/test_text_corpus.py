@@ -83,6 +83,30 @@ def test_encode_corpus_dtype_and_empty(tmp_path):
         encode_corpus(tmp_path / "empty.txt", CharTokenizer(), tmp_path / "none")
 
 
+def test_two_processes_encoding_one_corpus_at_once_both_finish(tmp_path, monkeypatch):
+    # Two trainings that share the cache start on the same corpus: the second finishes while
+    # the first is still writing. Each must keep its own temporary files.
+    import data2vec.data.text_corpus as tc
+
+    write(tmp_path / "t.txt", "abc\n\nde\n")
+    write_tokens, other_ran = tc._write_tokens, []
+
+    def first_writer(*args, **kwargs):
+        offsets = write_tokens(*args, **kwargs)
+        if not other_ran:
+            other_ran.append(True)
+            with monkeypatch.context() as m:
+                m.setattr(tc.os, "getpid", lambda: 999_999)  # the other process
+                encode_corpus(tmp_path / "t.txt", CharTokenizer(), tmp_path / "c")
+        return offsets
+
+    monkeypatch.setattr(tc, "_write_tokens", first_writer)
+    meta = encode_corpus(tmp_path / "t.txt", CharTokenizer(), tmp_path / "c")
+    assert other_ran and meta["num_tokens"] == 7
+    assert np.load(tmp_path / "c.tokens.npy").tolist() == [4, 5, 6, 2, 7, 8, 2]
+    assert not list(tmp_path.glob("*.tmp"))
+
+
 def test_block_slices_complete_doc():
     # Document lengths 4, 2, 14, 3, 2 (each incl. </s>), blocks of at most 5 tokens.
     docs = np.array([0, 4, 6, 20, 23, 25])
