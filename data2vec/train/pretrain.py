@@ -91,6 +91,19 @@ def _accelerate(device: torch.device) -> None:
         torch.backends.cudnn.allow_tf32 = True
 
 
+def time_limit_message(limit_min: float, step: int, max_steps: int) -> str:
+    """The warning for a run stopped by `train.time_limit_min`; before half of its schedule it
+    says why that matters: the same minutes are fewer updates on a slower machine, and a speech
+    run stopped at 184 of 1,000 updates fine-tuned worse than random weights
+    (docs/benchmarks-payoff.md, section 5.12)."""
+    msg = f"time limit of {limit_min:.1f} min reached at step {step} of {max_steps}"
+    if step < max_steps / 2:
+        msg += (f": less than half the updates the schedules were planned for, and features this early may "
+                f"not beat random weights. Count the budget in updates: raise train.time_limit_min (or set it "
+                f"to 0) to finish the schedule, or resume this run with --resume")
+    return msg
+
+
 class Trainer:
     """Holds model, teacher, optimizer and data for one run; `train()` runs the loop.
 
@@ -396,7 +409,7 @@ class Trainer:
                 if s.step % tc.ckpt_every == 0:
                     self.save()
                 if tc.time_limit_min > 0 and self._time_up(t0, s.step % tc.log_every == 0):
-                    log.warning("time limit of %.1f min reached at step %d", tc.time_limit_min, s.step)
+                    log.warning(time_limit_message(tc.time_limit_min, s.step, tc.max_steps))
                     break
         finally:
             bar.close()

@@ -8,7 +8,7 @@ from data2vec.presets import get_preset
 from data2vec.train.checkpoint import load_checkpoint, save_atomic
 from data2vec.train.logging import read_metrics
 from data2vec.checkpoints.load import load_model
-from data2vec.train.pretrain import Trainer, pretrain
+from data2vec.train.pretrain import Trainer, pretrain, time_limit_message
 from data2vec.train.schedules import cosine_with_warmup
 
 
@@ -158,3 +158,10 @@ def test_tri_stage_schedule_warms_up_holds_and_decays_to_min_lr():
         learning_rate(0, 1e-3, 0.0, "tri_stage", 10, 80, 100)
     with pytest.raises(ValueError, match="train.schedule"):
         learning_rate(0, 1e-3, 0.0, "linear", 10, 80, 100)
+
+
+def test_a_run_stopped_early_by_its_time_limit_is_told_to_count_updates():
+    early = time_limit_message(10.0, 184, 1000)
+    assert early.startswith("time limit of 10.0 min reached at step 184 of 1000")
+    assert "may not beat random weights" in early and "train.time_limit_min" in early and "--resume" in early
+    assert time_limit_message(10.0, 600, 1000) == "time limit of 10.0 min reached at step 600 of 1000"
