@@ -91,17 +91,33 @@ def _accelerate(device: torch.device) -> None:
         torch.backends.cudnn.allow_tf32 = True
 
 
+_COUNT_UPDATES = ("features this early may not beat random weights. Count the budget in updates: raise "
+                  "train.time_limit_min (or set it to 0) to finish the schedule")
+
+
 def time_limit_message(limit_min: float, step: int, max_steps: int) -> str:
     """The warning for a run stopped by `train.time_limit_min`; before half of its schedule it
     says why that matters: the same minutes are fewer updates on a slower machine, and a speech
-    run stopped at 184 of 1,000 updates fine-tuned worse than random weights
-    (docs/benchmarks-payoff.md, section 5.12)."""
+    run stopped at 184 of 1,000 updates fine-tuned worse than random weights, whether its
+    schedules were cut there or planned to end there (docs/benchmarks-payoff.md, section 5.12)."""
     msg = f"time limit of {limit_min:.1f} min reached at step {step} of {max_steps}"
     if step < max_steps / 2:
-        msg += (f": less than half the updates the schedules were planned for, and features this early may "
-                f"not beat random weights. Count the budget in updates: raise train.time_limit_min (or set it "
-                f"to 0) to finish the schedule, or resume this run with --resume")
+        msg += (f": less than half the updates the schedules were planned for, and {_COUNT_UPDATES}, "
+                f"or resume this run with --resume")
     return msg
+
+
+def time_limit_forecast(limit_min: float, elapsed_s: float, steps_done: int, step: int, max_steps: int) -> Optional[str]:
+    """The same warning early on: at the pace of the `steps_done` updates run in `elapsed_s`
+    seconds (now at `step`), where the limit will stop the run; None unless before half its
+    schedule."""
+    if steps_done <= 0 or elapsed_s <= 0:
+        return None
+    reach = step + int(max(limit_min * 60 - elapsed_s, 0.0) * steps_done / elapsed_s)
+    if reach >= max_steps / 2:
+        return None
+    return (f"at this pace ({elapsed_s / steps_done:.2f} s per update) the {limit_min:.1f}-minute time limit will "
+            f"stop the run near step {reach} of {max_steps}, before half its schedule; {_COUNT_UPDATES}")
 
 
 class Trainer:
@@ -408,6 +424,11 @@ class Trainer:
                                     pred_std=f"{logs['pred_std']:.3f}", lr=f"{logs['lr']:.2e}")
                 if s.step % tc.ckpt_every == 0:
                     self.save()
+                if tc.time_limit_min > 0 and s.step - start_step == 2 * tc.log_every and self.dist.is_main:
+                    early = time_limit_forecast(tc.time_limit_min, time.perf_counter() - t0, s.step - start_step,
+                                                s.step, tc.max_steps)
+                    if early:
+                        log.warning(early)
                 if tc.time_limit_min > 0 and self._time_up(t0, s.step % tc.log_every == 0):
                     log.warning(time_limit_message(tc.time_limit_min, s.step, tc.max_steps))
                     break

@@ -8,7 +8,7 @@ from data2vec.presets import get_preset
 from data2vec.train.checkpoint import load_checkpoint, save_atomic
 from data2vec.train.logging import read_metrics
 from data2vec.checkpoints.load import load_model
-from data2vec.train.pretrain import Trainer, pretrain, time_limit_message
+from data2vec.train.pretrain import Trainer, pretrain, time_limit_forecast, time_limit_message
 from data2vec.train.schedules import cosine_with_warmup
 
 
@@ -165,3 +165,25 @@ def test_a_run_stopped_early_by_its_time_limit_is_told_to_count_updates():
     assert early.startswith("time limit of 10.0 min reached at step 184 of 1000")
     assert "may not beat random weights" in early and "train.time_limit_min" in early and "--resume" in early
     assert time_limit_message(10.0, 600, 1000) == "time limit of 10.0 min reached at step 600 of 1000"
+
+
+def test_a_time_limit_that_will_stop_the_run_early_is_told_at_the_start():
+    # 20 updates in 60 s, 540 s left at 3 s an update: step 200 of 1,000
+    early = time_limit_forecast(10.0, 60.0, 20, 20, 1000)
+    assert early.startswith("at this pace (3.00 s per update) the 10.0-minute time limit will stop the run near "
+                            "step 200 of 1000")
+    assert "may not beat random weights" in early and "train.time_limit_min" in early
+    assert time_limit_forecast(10.0, 60.0, 20, 320, 1000) is None  # a resumed run that reaches step 500
+    assert time_limit_forecast(10.0, 6.0, 20, 20, 1000) is None
+    assert time_limit_forecast(10.0, 0.0, 0, 0, 1000) is None
+
+
+@pytest.mark.integration
+def test_the_early_time_limit_warning_is_logged(fmnist_train, tmp_path, caplog):
+    cfg = _cfg(fmnist_train, "train.max_steps=100000", "train.log_every=1", "train.ckpt_every=100000",
+               "train.time_limit_min=0.1")
+    with caplog.at_level("WARNING", logger="data2vec"):
+        pretrain(cfg, tmp_path / "run", progress=False)
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert sum(m.startswith("at this pace") for m in warnings) == 1
+    assert any(m.startswith("time limit of 0.1 min reached") for m in warnings)
