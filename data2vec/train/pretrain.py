@@ -98,7 +98,7 @@ _COUNT_UPDATES = ("features this early may not beat random weights. Count the bu
 def time_limit_message(limit_min: float, step: int, max_steps: int) -> str:
     """The warning for a run stopped by `train.time_limit_min`; before half of its schedule it
     says why that matters: the same minutes are fewer updates on a slower machine, and a speech
-    run stopped at 184 of 1,000 updates fine-tuned worse than random weights, whether its
+    run stopped at 184 of 1,000 updates fine-tuned no better than random weights, whether its
     schedules were cut there or planned to end there (docs/benchmarks-payoff.md, section 5.12)."""
     msg = f"time limit of {limit_min:.1f} min reached at step {step} of {max_steps}"
     if step < max_steps / 2:
