@@ -118,14 +118,18 @@ class SeededDataset(Dataset):
             return self.base[index]
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask on Linux, else all of them)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def default_num_workers() -> int:
     """Loader processes for `train.num_workers=auto`: one per CPU this process may use, less
     one for the training process itself, at most 8 (0 on a single CPU: load in-process)."""
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cpus = os.cpu_count() or 1
-    return max(0, min(8, cpus - 1))
+    return max(0, min(8, usable_cpus() - 1))
 
 
 def resolve_num_workers(num_workers: int | str) -> int:

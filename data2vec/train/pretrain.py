@@ -24,7 +24,7 @@ from data2vec.train.checkpoint import (
     load_checkpoint, load_train_checkpoint, previous_path, rng_state, save_atomic, set_rng_state,
 )
 from data2vec.train.compilation import choose_compile, compile_blocks
-from data2vec.train.data import PretrainData, SkipCounter, build_pretrain_data
+from data2vec.train.data import PretrainData, SkipCounter, build_pretrain_data, usable_cpus
 from data2vec.train.logging import MetricLogger, truncate_metrics
 from data2vec.train.optim import build_optimizer
 from data2vec.train.precision import autocast, choose_bf16
@@ -107,17 +107,24 @@ def time_limit_message(limit_min: float, step: int, max_steps: int) -> str:
     return msg
 
 
-def time_limit_forecast(limit_min: float, elapsed_s: float, steps_done: int, step: int, max_steps: int) -> Optional[str]:
+def time_limit_forecast(limit_min: float, elapsed_s: float, steps_done: int, step: int, max_steps: int,
+                        threads: Optional[tuple[int, int]] = None) -> Optional[str]:
     """The same warning early on: at the pace of the `steps_done` updates run in `elapsed_s`
     seconds (now at `step`), where the limit will stop the run; None unless before half its
-    schedule."""
+    schedule. `threads`: (compute threads, CPUs this process may use) of a single CPU process;
+    fewer threads than CPUs is named, as it was half the pace of section 5.12's 2-core machine
+    (184 updates in ten minutes on one thread, 349 on both)."""
     if steps_done <= 0 or elapsed_s <= 0:
         return None
     reach = step + int(max(limit_min * 60 - elapsed_s, 0.0) * steps_done / elapsed_s)
     if reach >= max_steps / 2:
         return None
-    return (f"at this pace ({elapsed_s / steps_done:.2f} s per update) the {limit_min:.1f}-minute time limit will "
-            f"stop the run near step {reach} of {max_steps}, before half its schedule; {_COUNT_UPDATES}")
+    msg = (f"at this pace ({elapsed_s / steps_done:.2f} s per update) the {limit_min:.1f}-minute time limit will "
+           f"stop the run near step {reach} of {max_steps}, before half its schedule; {_COUNT_UPDATES}")
+    if threads is not None and threads[0] < threads[1]:
+        msg += (f". This process computes with {threads[0]} thread(s) on the {threads[1]} CPUs it may use: more "
+                f"threads (OMP_NUM_THREADS) are more updates per minute")
+    return msg
 
 
 class Trainer:
@@ -426,7 +433,7 @@ class Trainer:
                     self.save()
                 if tc.time_limit_min > 0 and s.step - start_step == 2 * tc.log_every and self.dist.is_main:
                     early = time_limit_forecast(tc.time_limit_min, time.perf_counter() - t0, s.step - start_step,
-                                                s.step, tc.max_steps)
+                                                s.step, tc.max_steps, self._cpu_threads())
                     if early:
                         log.warning(early)
                 if tc.time_limit_min > 0 and self._time_up(t0, s.step % tc.log_every == 0):
@@ -450,6 +457,13 @@ class Trainer:
             wall0, cpu0, base_wall, base_cpu = self._clock
             self.state.train_min = base_wall + (time.perf_counter() - wall0) / 60
             self.state.train_cpu_min = base_cpu + (time.process_time() - cpu0) / 60
+
+    def _cpu_threads(self) -> Optional[tuple[int, int]]:
+        """(compute threads, usable CPUs) of a single process on the CPU, else None: each rank
+        of a distributed run is meant to have a share of the CPUs."""
+        if self.device.type != "cpu" or self.dist.distributed:
+            return None
+        return torch.get_num_threads(), usable_cpus()
 
     def _time_up(self, t0: float, log_step: bool) -> bool:
         """Rank 0's clock decides, at logging steps, so every rank stops after the same step."""

@@ -176,14 +176,21 @@ def test_a_time_limit_that_will_stop_the_run_early_is_told_at_the_start():
     assert time_limit_forecast(10.0, 60.0, 20, 320, 1000) is None  # a resumed run that reaches step 500
     assert time_limit_forecast(10.0, 6.0, 20, 20, 1000) is None
     assert time_limit_forecast(10.0, 0.0, 0, 0, 1000) is None
+    assert "thread" not in early and "thread" not in time_limit_forecast(10.0, 60.0, 20, 20, 1000, (2, 2))
+    pinned = time_limit_forecast(10.0, 60.0, 20, 20, 1000, (1, 2))
+    assert pinned.endswith("This process computes with 1 thread(s) on the 2 CPUs it may use: more threads "
+                           "(OMP_NUM_THREADS) are more updates per minute")
 
 
 @pytest.mark.integration
-def test_the_early_time_limit_warning_is_logged(fmnist_train, tmp_path, caplog):
+def test_the_early_time_limit_warning_is_logged(fmnist_train, tmp_path, caplog, monkeypatch):
     cfg = _cfg(fmnist_train, "train.max_steps=100000", "train.log_every=1", "train.ckpt_every=100000",
                "train.time_limit_min=0.1")
+    # A process pinned to fewer threads than its CPUs, whatever machine runs the test.
+    monkeypatch.setattr("data2vec.train.pretrain.usable_cpus", lambda: torch.get_num_threads() + 1)
     with caplog.at_level("WARNING", logger="data2vec"):
         pretrain(cfg, tmp_path / "run", progress=False)
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
-    assert sum(m.startswith("at this pace") for m in warnings) == 1
+    early = [m for m in warnings if m.startswith("at this pace")]
+    assert len(early) == 1 and f"computes with {torch.get_num_threads()} thread(s)" in early[0]
     assert any(m.startswith("time limit of 0.1 min reached") for m in warnings)
